@@ -1,0 +1,527 @@
+//! The embedded task manager: one SQLite file shared by the host, `workerhost submit` and `workerhost status`.
+//!
+//! Every task is a row of `tasks`, kept after it is settled so that its result can be read back. A claim
+//! takes the oldest `queued` rows (or `running` rows whose lease expired: their host died) and stamps them
+//! with this host's id, a lease deadline and a new fencing token (`lease_token`, the lease's receipt).
+//! Renewing, settling and releasing only touch a row whose owner and token still match, so a host whose
+//! lease was taken over cannot write over the new holder's outcome.
+//!
+//! Several processes may share the file (WAL journal, busy timeout). Each [`SqliteSource`] has one
+//! connection behind a mutex, used only from `spawn_blocking`.
+
+use crate::{
+    AdapterError, ClaimRequest, ClaimSlot, Delivery, Envelope, Lease, Malformed, ResultDocument,
+    TaskSource, TaskStatus, now_ms, rfc3339_ms,
+};
+use rusqlite::types::{Value as SqlValue, ValueRef};
+use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
+use serde_json::{Value, json};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicI64, Ordering};
+use std::sync::{Arc, Mutex, PoisonError};
+use std::time::Duration;
+
+#[cfg(test)]
+mod tests;
+
+/// `PRAGMA user_version` of the schema below.
+const SCHEMA_VERSION: i64 = 1;
+const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
+/// Unknown task types are looked for at most this often.
+const SWEEP_EVERY_MS: i64 = 2_000;
+/// At most this many tasks are dead-lettered by one sweep (the next sweep takes the rest).
+const SWEEP_LIMIT: i64 = 1_000;
+
+const SCHEMA: &str = "
+CREATE TABLE IF NOT EXISTS tasks (
+    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
+    id             TEXT UNIQUE NOT NULL,
+    type           TEXT NOT NULL,
+    params         TEXT NOT NULL DEFAULT '{}',
+    correlation_id TEXT,
+    status         TEXT NOT NULL DEFAULT 'queued'
+                   CHECK (status IN ('queued', 'running', 'succeeded', 'dead')),
+    deliveries     INTEGER NOT NULL DEFAULT 0,
+    lease_owner    TEXT,
+    lease_until    INTEGER,
+    lease_token    INTEGER NOT NULL DEFAULT 0,
+    result         TEXT,
+    error          TEXT,
+    enqueued_at    INTEGER DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
+    finished_at    INTEGER
+);
+CREATE INDEX IF NOT EXISTS tasks_claim ON tasks (status, type, seq);
+";
+
+const SELECT_QUEUED: &str =
+    "SELECT seq FROM tasks WHERE status = 'queued' AND type = ?1 ORDER BY seq LIMIT ?2";
+const SELECT_EXPIRED: &str = "SELECT seq FROM tasks WHERE status = 'running' AND type = ?1
+     AND (lease_until IS NULL OR lease_until < ?2) ORDER BY seq LIMIT ?3";
+const TAKE: &str = "UPDATE tasks SET status = 'running', lease_owner = ?1, lease_until = ?2,
+     deliveries = deliveries + 1, lease_token = lease_token + 1 WHERE seq = ?3
+     RETURNING id, type, params, correlation_id, deliveries, lease_token";
+/// Every fenced statement ends with this condition on `?1` id, `?2` owner, `?3` token.
+const FENCE: &str =
+    "WHERE id = ?1 AND lease_owner = ?2 AND lease_token = ?3 AND status = 'running'";
+
+/// Where the file is and how this host leases tasks from it.
+#[derive(Debug, Clone)]
+pub struct SqliteOptions {
+    pub path: PathBuf,
+    /// This host start's unique id; written as `lease_owner`.
+    pub host_id: String,
+    /// How long a claim or a renewal holds a task.
+    pub lease: Duration,
+    /// What [`TaskSource::idle_wait`] answers.
+    pub poll_interval: Duration,
+}
+
+pub struct SqliteSource {
+    conn: Arc<Mutex<Connection>>,
+    /// The path as shown in error messages.
+    path: Arc<str>,
+    host_id: Arc<str>,
+    lease_ms: i64,
+    poll_interval: Duration,
+    /// When unknown task types were last dead-lettered (ms since the epoch).
+    last_sweep: AtomicI64,
+}
+
+fn db_error(path: &str, e: rusqlite::Error) -> AdapterError {
+    match e.sqlite_error_code() {
+        Some(ErrorCode::DatabaseBusy | ErrorCode::DatabaseLocked) => {
+            AdapterError::Unavailable(format!("sqlite database {path} is busy: {e}"))
+        }
+        _ => AdapterError::Backend(format!("sqlite database {path}: {e}")),
+    }
+}
+
+fn to_sql_error(e: serde_json::Error) -> rusqlite::Error {
+    rusqlite::Error::ToSqlConversionFailure(Box::new(e))
+}
+
+impl SqliteSource {
+    /// Opens (creating if missing) the file and its schema. Blocks briefly: call it at start-up.
+    pub fn open(opts: SqliteOptions) -> Result<SqliteSource, AdapterError> {
+        let shown = opts.path.display().to_string();
+        let db = |e| db_error(&shown, e);
+        if let Some(dir) = opts.path.parent().filter(|d| !d.as_os_str().is_empty()) {
+            std::fs::create_dir_all(dir).map_err(|e| {
+                AdapterError::Backend(format!(
+                    "cannot create the folder of sqlite database {shown}: {e}"
+                ))
+            })?;
+        }
+        let mut conn = Connection::open(&opts.path).map_err(db)?;
+        conn.busy_timeout(BUSY_TIMEOUT).map_err(db)?;
+        let mode: String = conn
+            .query_row("PRAGMA journal_mode = WAL", [], |r| r.get(0))
+            .map_err(db)?;
+        if !mode.eq_ignore_ascii_case("wal") {
+            tracing::warn!(path = %shown, journal_mode = %mode, "sqlite database is not in WAL mode");
+        }
+        // In WAL mode NORMAL never corrupts; a power cut may forget the last commits (tasks come back).
+        conn.pragma_update(None, "synchronous", "NORMAL")
+            .map_err(db)?;
+        let tx = conn
+            .transaction_with_behavior(TransactionBehavior::Immediate)
+            .map_err(db)?;
+        let version: i64 = tx
+            .pragma_query_value(None, "user_version", |r| r.get(0))
+            .map_err(db)?;
+        match version {
+            0 => {
+                tx.execute_batch(SCHEMA).map_err(db)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(db)?;
+            }
+            SCHEMA_VERSION => {}
+            v => {
+                return Err(AdapterError::Backend(format!(
+                    "sqlite database {shown} has schema version {v}; this workerhost knows {SCHEMA_VERSION}"
+                )));
+            }
+        }
+        tx.commit().map_err(db)?;
+        Ok(SqliteSource {
+            conn: Arc::new(Mutex::new(conn)),
+            path: shown.into(),
+            host_id: opts.host_id.into(),
+            lease_ms: i64::try_from(opts.lease.as_millis()).unwrap_or(i64::MAX / 4),
+            poll_interval: opts.poll_interval,
+            last_sweep: AtomicI64::new(0),
+        })
+    }
+
+    /// Runs `f` on the connection in the blocking pool.
+    async fn run<T, F>(&self, f: F) -> Result<T, AdapterError>
+    where
+        T: Send + 'static,
+        F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
+    {
+        let conn = Arc::clone(&self.conn);
+        let out = tokio::task::spawn_blocking(move || {
+            // A panic while holding the lock rolled its transaction back: the connection is usable.
+            let mut guard = conn.lock().unwrap_or_else(PoisonError::into_inner);
+            f(&mut guard)
+        })
+        .await
+        .map_err(|e| AdapterError::Backend(format!("sqlite database {}: {e}", self.path)))?;
+        out.map_err(|e| db_error(&self.path, e))
+    }
+
+    /// A fenced single-row update; 0 rows changed means the lease was lost.
+    async fn fenced(
+        &self,
+        lease: &Lease,
+        set: &'static str,
+        extra: Vec<SqlValue>,
+    ) -> Result<(), AdapterError> {
+        let lost = || AdapterError::LeaseLost {
+            id: lease.task_id.clone(),
+        };
+        let token: i64 = lease.receipt.parse().map_err(|_| lost())?;
+        let mut args = vec![
+            lease.task_id.clone().into(),
+            self.host_id.to_string().into(),
+            token.into(),
+        ];
+        args.extend(extra);
+        let changed = self
+            .run(move |c| {
+                let sql = format!("UPDATE tasks SET {set} {FENCE}");
+                c.prepare_cached(&sql)?
+                    .execute(rusqlite::params_from_iter(args))
+            })
+            .await?;
+        if changed == 0 { Err(lost()) } else { Ok(()) }
+    }
+}
+
+/// A text column as a string, whatever `sqlite3` stored there by hand.
+fn text(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+fn col(row: &Row<'_>, i: usize) -> rusqlite::Result<String> {
+    Ok(text(row.get_ref(i)?).unwrap_or_default())
+}
+
+fn count(row: &Row<'_>, i: usize) -> rusqlite::Result<u32> {
+    let n: i64 = row.get(i)?;
+    Ok(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+}
+
+/// Reads a row of [`TAKE`]'s `RETURNING` clause.
+fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+    let (id, task_type, params) = (col(row, 0)?, col(row, 1)?, col(row, 2)?);
+    let correlation_id = text(row.get_ref(3)?);
+    let deliveries = count(row, 4)?;
+    let token: i64 = row.get(5)?;
+    let lease = Lease {
+        task_id: id.clone(),
+        receipt: token.to_string(),
+    };
+    Ok(Delivery {
+        lease,
+        envelope: envelope(id, task_type, params, correlation_id),
+        deliveries,
+    })
+}
+
+/// The envelope of a row, or why it is not one (rows inserted by hand with `sqlite3`).
+fn envelope(
+    id: String,
+    task_type: String,
+    params: String,
+    correlation_id: Option<String>,
+) -> Result<Envelope, Malformed> {
+    let parsed = serde_json::from_str::<Value>(&params);
+    let reason = match parsed {
+        Ok(Value::Object(params)) if !id.is_empty() && !task_type.is_empty() => {
+            return Ok(Envelope {
+                id,
+                task_type,
+                params,
+                correlation_id,
+            });
+        }
+        Ok(Value::Object(_)) => format!("task {id:?}: `id` and `type` must be non-empty"),
+        Ok(_) => format!("task {id}: params is not a JSON object"),
+        Err(ref e) => format!("task {id}: params is not JSON: {e}"),
+    };
+    let params = parsed.unwrap_or(Value::String(params));
+    let raw =
+        json!({"id": id, "type": task_type, "params": params, "correlation_id": correlation_id});
+    Err(Malformed {
+        raw: raw.to_string(),
+        reason,
+    })
+}
+
+/// Claims within one IMMEDIATE transaction: each slot takes the oldest claimable tasks of its types.
+fn claim_tx(
+    c: &mut Connection,
+    host: &str,
+    lease_ms: i64,
+    slots: &[ClaimSlot],
+    sweep: Option<&[String]>,
+) -> rusqlite::Result<Vec<Delivery>> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now = now_ms();
+    if let Some(known) = sweep {
+        sweep_unknown(&tx, host, known, now)?;
+    }
+    let mut out = Vec::new();
+    {
+        let mut queued = tx.prepare_cached(SELECT_QUEUED)?;
+        let mut expired = tx.prepare_cached(SELECT_EXPIRED)?;
+        let mut take = tx.prepare_cached(TAKE)?;
+        for slot in slots.iter().filter(|s| s.max > 0) {
+            let max = i64::try_from(slot.max).unwrap_or(i64::MAX);
+            // One index range per type and state; merged by seq, so FIFO holds across the slot's types.
+            let mut seqs = Vec::new();
+            for t in &slot.types {
+                for s in queued.query_map(params![t, max], |r| r.get::<_, i64>(0))? {
+                    seqs.push(s?);
+                }
+                for s in expired.query_map(params![t, now, max], |r| r.get::<_, i64>(0))? {
+                    seqs.push(s?);
+                }
+            }
+            seqs.sort_unstable();
+            seqs.dedup();
+            seqs.truncate(slot.max);
+            for seq in seqs {
+                out.push(
+                    take.query_row(params![host, now.saturating_add(lease_ms), seq], delivery)?,
+                );
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Dead-letters queued tasks whose type no worker of this host handles.
+fn sweep_unknown(
+    tx: &rusqlite::Transaction<'_>,
+    host: &str,
+    known: &[String],
+    now: i64,
+) -> rusqlite::Result<()> {
+    let marks = vec!["?"; known.len()].join(",");
+    let sql = format!(
+        "SELECT seq, id, type, correlation_id FROM tasks
+         WHERE status = 'queued' AND type NOT IN ({marks}) ORDER BY seq LIMIT {SWEEP_LIMIT}"
+    );
+    let mut select = tx.prepare(&sql)?;
+    let rows = select
+        .query_map(rusqlite::params_from_iter(known), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                col(r, 1)?,
+                col(r, 2)?,
+                text(r.get_ref(3)?),
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut update = tx.prepare_cached(
+        "UPDATE tasks SET status = 'dead', error = ?1, result = ?2, finished_at = ?3 WHERE seq = ?4",
+    )?;
+    let stamp = rfc3339_ms(now);
+    for (seq, id, task_type, correlation_id) in rows {
+        let message = format!("no worker handles type {task_type}");
+        tracing::warn!(task_id = %id, task_type = %task_type, "dead-lettered: no worker handles this type");
+        let doc = ResultDocument {
+            id,
+            task_type,
+            status: "dead".into(),
+            result: None,
+            error: Some(json!({"message": message, "outcome": "unknown_type"})),
+            attempts: 0,
+            worker: None,
+            host: host.to_string(),
+            started_at: stamp.clone(),
+            finished_at: stamp.clone(),
+            duration_ms: 0,
+            correlation_id,
+        };
+        let doc = serde_json::to_string(&doc).map_err(to_sql_error)?;
+        update.execute(params![message, doc, now, seq])?;
+    }
+    Ok(())
+}
+
+/// The short message kept in the `error` column of a dead task.
+fn error_message(doc: &ResultDocument) -> Option<String> {
+    match doc.error.as_ref()? {
+        Value::Object(m) => Some(match m.get("message") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => Value::Object(m.clone()).to_string(),
+        }),
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}
+
+impl TaskSource for SqliteSource {
+    fn kind(&self) -> &'static str {
+        "sqlite"
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Delivery>, AdapterError> {
+        let now = now_ms();
+        let last = self.last_sweep.load(Ordering::Relaxed);
+        let sweep = !req.known_types.is_empty()
+            && now.saturating_sub(last) >= SWEEP_EVERY_MS
+            && self
+                .last_sweep
+                .compare_exchange(last, now, Ordering::Relaxed, Ordering::Relaxed)
+                .is_ok();
+        if req.total() == 0 && !sweep {
+            return Ok(Vec::new());
+        }
+        let (host, lease_ms) = (Arc::clone(&self.host_id), self.lease_ms);
+        let slots = req.slots.clone();
+        let known = sweep.then(|| req.known_types.clone());
+        self.run(move |c| claim_tx(c, &host, lease_ms, &slots, known.as_deref()))
+            .await
+    }
+
+    async fn renew(&self, leases: &[Lease]) -> Result<Vec<Lease>, AdapterError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let (host, lease_ms, leases) = (Arc::clone(&self.host_id), self.lease_ms, leases.to_vec());
+        self.run(move |c| {
+            let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+            let until = now_ms().saturating_add(lease_ms);
+            let mut lost = Vec::new();
+            {
+                let sql = format!("UPDATE tasks SET lease_until = ?4 {FENCE}");
+                let mut stmt = tx.prepare_cached(&sql)?;
+                for lease in leases {
+                    let renewed = match lease.receipt.parse::<i64>() {
+                        Ok(token) => {
+                            stmt.execute(params![lease.task_id, &*host, token, until])? > 0
+                        }
+                        Err(_) => false,
+                    };
+                    if !renewed {
+                        lost.push(lease);
+                    }
+                }
+            }
+            tx.commit()?;
+            Ok(lost)
+        })
+        .await
+    }
+
+    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
+        if doc.status != "succeeded" && doc.status != "dead" {
+            return Err(AdapterError::Invalid(format!(
+                "task {}: a result's status is succeeded or dead, not {:?}",
+                lease.task_id, doc.status
+            )));
+        }
+        let error = if doc.succeeded() {
+            None
+        } else {
+            error_message(doc)
+        };
+        let json = serde_json::to_string(doc)
+            .map_err(|e| AdapterError::Invalid(format!("task {}: result: {e}", lease.task_id)))?;
+        let set = "status = ?4, result = ?5, error = ?6, finished_at = ?7, lease_owner = NULL, lease_until = NULL";
+        let extra = vec![
+            doc.status.clone().into(),
+            json.into(),
+            error.map_or(SqlValue::Null, SqlValue::Text),
+            now_ms().into(),
+        ];
+        self.fenced(lease, set, extra).await
+    }
+
+    async fn release(&self, lease: &Lease) -> Result<(), AdapterError> {
+        let set = "status = 'queued', lease_owner = NULL, lease_until = NULL, deliveries = MAX(deliveries - 1, 0)";
+        self.fenced(lease, set, Vec::new()).await
+    }
+
+    async fn submit(&self, envelope: &Envelope) -> Result<(), AdapterError> {
+        if envelope.id.is_empty() || envelope.task_type.is_empty() {
+            return Err(AdapterError::Invalid(
+                "a task needs a non-empty id and type".into(),
+            ));
+        }
+        let e = envelope.clone();
+        let params = Value::Object(e.params).to_string();
+        let inserted = self
+            .run(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO tasks (id, type, params, correlation_id, status, enqueued_at)
+                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5) ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![
+                    e.id,
+                    e.task_type,
+                    params,
+                    e.correlation_id,
+                    now_ms()
+                ])
+            })
+            .await?;
+        if inserted == 0 {
+            return Err(AdapterError::Duplicate {
+                id: envelope.id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn status(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
+        let id = id.to_string();
+        let row = self
+            .run(move |c| {
+                c.prepare_cached(
+                    "SELECT id, type, status, deliveries, result FROM tasks WHERE id = ?1",
+                )?
+                .query_row([id], |r| {
+                    Ok((
+                        col(r, 0)?,
+                        col(r, 1)?,
+                        col(r, 2)?,
+                        count(r, 3)?,
+                        text(r.get_ref(4)?),
+                    ))
+                })
+                .optional()
+            })
+            .await?;
+        Ok(row.map(|(id, task_type, status, deliveries, result)| {
+            let settled = status == "succeeded" || status == "dead";
+            let result = result.filter(|_| settled).and_then(|raw| {
+                serde_json::from_str::<ResultDocument>(&raw)
+                    .inspect_err(|e| tracing::warn!(task_id = %id, "stored result is not a result document: {e}"))
+                    .ok()
+            });
+            TaskStatus { id, task_type, status, deliveries, result }
+        }))
+    }
+
+    async fn ping(&self) -> Result<(), AdapterError> {
+        self.run(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(drop)
+    }
+
+    fn idle_wait(&self) -> Duration {
+        self.poll_interval
+    }
+}

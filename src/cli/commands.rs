@@ -1,0 +1,186 @@
+//! The one-shot subcommands: check, submit, exec, workers, status.
+
+use super::{TaskArgs, Usage, load, parse_params};
+use std::path::Path;
+use std::sync::Arc;
+use tokio_util::sync::CancellationToken;
+use workerhost::config::{Mode, WorkerKind};
+use workerhost::observers::{LogObserver, Observers};
+use workerhost::probe;
+use workerhost::proxy::{Final, Proxy};
+use workerhost::registry::Registry;
+use workerhost::runner::SpawnRunner;
+use workerhost::settings::{default_host_name, unique_host_id};
+use workerhost_adapters::{AdapterError, Envelope, TaskSource};
+
+/// Logging for one-shot commands: warnings and worse, unless RUST_LOG says otherwise.
+fn quiet_logging() {
+    super::run::init_logging("warn", false);
+}
+
+pub async fn check(path: &Path) -> anyhow::Result<u8> {
+    quiet_logging();
+    let cfg = load(path)?;
+    println!(
+        "ok    config {} ({} workers)",
+        cfg.path.display(),
+        cfg.workers.len()
+    );
+    let mut failed = 0;
+    for w in &cfg.workers {
+        let mut checks = probe::static_checks(w);
+        if checks.iter().all(|c| c.ok)
+            && let Some(c) = probe::module_check(w).await
+        {
+            checks.push(c);
+        }
+        for c in checks {
+            if !c.ok {
+                failed += 1;
+            }
+            let mark = if c.ok { "ok  " } else { "FAIL" };
+            println!("{mark}  worker {}: {}: {}", w.name, c.check, c.detail);
+        }
+    }
+    match workerhost::source::open(&cfg, &unique_host_id("check")) {
+        Err(e) => {
+            failed += 1;
+            println!("FAIL  task manager {}: {e}", cfg.task_manager.kind());
+        }
+        Ok(source) => match source.ping().await {
+            Ok(()) => println!("ok    task manager {}: reachable", source.kind()),
+            Err(e) => {
+                failed += 1;
+                println!("FAIL  task manager {}: {e}", source.kind());
+            }
+        },
+    }
+    if failed > 0 {
+        println!("{failed} check(s) failed");
+        return Ok(1);
+    }
+    Ok(0)
+}
+
+fn envelope(cfg_types: &[String], t: &TaskArgs, allow_unknown: bool) -> anyhow::Result<Envelope> {
+    if !allow_unknown && !cfg_types.contains(&t.task_type) {
+        return Err(Usage(format!(
+            "no worker in this config handles type {:?} (known: {}); use --any-type to enqueue it anyway",
+            t.task_type,
+            cfg_types.join(", ")
+        ))
+        .into());
+    }
+    let id =
+        t.id.clone()
+            .unwrap_or_else(|| uuid::Uuid::new_v4().to_string());
+    if id.is_empty() {
+        return Err(Usage("--id must not be empty".into()).into());
+    }
+    Ok(Envelope {
+        id,
+        task_type: t.task_type.clone(),
+        params: parse_params(t.params.as_deref())?,
+        correlation_id: None,
+    })
+}
+
+pub async fn submit(path: &Path, t: TaskArgs) -> anyhow::Result<u8> {
+    quiet_logging();
+    let cfg = load(path)?;
+    let registry = Registry::build(&cfg.workers, 1, None).map_err(Usage)?;
+    let env = envelope(&registry.known_types(), &t, t.any_type)?;
+    let source = workerhost::source::open(&cfg, &unique_host_id("submit"))?;
+    match source.submit(&env).await {
+        Ok(()) => {
+            println!("{}", env.id);
+            Ok(0)
+        }
+        Err(e @ AdapterError::Duplicate { .. }) => Err(Usage(e.to_string()).into()),
+        Err(e) => Err(e.into()),
+    }
+}
+
+pub async fn exec(path: &Path, t: TaskArgs) -> anyhow::Result<u8> {
+    let cfg = load(path)?;
+    super::run::init_logging(
+        &std::env::var("WORKERHOST_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
+        false,
+    );
+    let registry = Registry::build(&cfg.workers, 1, None).map_err(Usage)?;
+    let env = envelope(&registry.known_types(), &t, false)?;
+    let Some(worker) = registry.for_type(&env.task_type) else {
+        return Err(Usage(format!("no worker handles type {}", env.task_type)).into());
+    };
+    let proxy = Proxy {
+        host_id: unique_host_id(cfg.host.id.as_deref().unwrap_or(&default_host_name())),
+        runner: SpawnRunner {
+            kill_grace: cfg.host.kill_grace,
+        },
+        observers: Observers::new(vec![Arc::new(LogObserver)]),
+    };
+    let kill = CancellationToken::new();
+    let k = kill.clone();
+    tokio::spawn(async move {
+        let _ = tokio::signal::ctrl_c().await;
+        k.cancel();
+    });
+    match workerhost::host::exec_once(&proxy, worker, &env, &kill).await {
+        Final::Done { doc, last } => {
+            println!("{}", serde_json::to_string(&doc)?);
+            Ok(last.exit_code() as u8)
+        }
+        Final::Released => {
+            eprintln!("workerhost: interrupted");
+            Ok(130)
+        }
+    }
+}
+
+pub fn workers(path: &Path) -> anyhow::Result<u8> {
+    let cfg = load(path)?;
+    println!(
+        "{:<40} {:<8} {:<6} {:>8} {:>7}  TASK TYPES",
+        "NAME", "KIND", "MODE", "TIMEOUT", "RETRIES"
+    );
+    for w in &cfg.workers {
+        let kind = match w.kind {
+            WorkerKind::Python { .. } => "python",
+            WorkerKind::Command { .. } => "command",
+            WorkerKind::Remote { .. } => "remote",
+        };
+        let mode = match w.mode {
+            Mode::Spawn => "spawn",
+            Mode::Pool => "pool",
+        };
+        println!(
+            "{:<40} {:<8} {:<6} {:>7}s {:>7}  {}",
+            w.name,
+            kind,
+            mode,
+            w.timeout.as_secs_f64(),
+            w.max_retries,
+            w.task_types.join(", ")
+        );
+        if let Some(d) = &w.description {
+            println!("    {d}");
+        }
+    }
+    Ok(0)
+}
+
+pub async fn status(path: &Path, id: &str) -> anyhow::Result<u8> {
+    quiet_logging();
+    let cfg = load(path)?;
+    let source = workerhost::source::open(&cfg, &unique_host_id("status"))?;
+    match source.status(id).await? {
+        Some(s) => {
+            println!("{}", serde_json::to_string_pretty(&s)?);
+            Ok(0)
+        }
+        None => {
+            eprintln!("workerhost: no task with id {id}");
+            Ok(1)
+        }
+    }
+}

@@ -1,0 +1,145 @@
+//! Subcommands. Each returns the process exit code: 0 clean, 1 runtime failure, 2 bad usage or invalid
+//! config, 130 after a second signal (`exec`: the protocol code of the final outcome).
+
+mod commands;
+mod run;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use std::path::{Path, PathBuf};
+use workerhost::config::{self, Config, ConfigError};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "workerhost",
+    version,
+    about = "Runs tasks from a task manager in isolated per-worker processes."
+)]
+#[command(args_conflicts_with_subcommands = true)]
+pub struct Cli {
+    /// Config file [default: $WORKERHOST_CONFIG, else ./workerhost_config.yaml]
+    #[arg(long, global = true, value_name = "PATH")]
+    pub config: Option<PathBuf>,
+    #[command(subcommand)]
+    pub command: Option<Command>,
+    #[command(flatten)]
+    pub run: RunArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run the host (the default).
+    Run(RunArgs),
+    /// Validate the config, probe every worker, connect to the task manager.
+    Check,
+    /// Enqueue a task; prints its id.
+    Submit(TaskArgs),
+    /// Run one task through the proxy without a queue; print the result document; exit with its code.
+    Exec(TaskArgs),
+    /// List the worker registry.
+    Workers,
+    /// Show a task's state and result.
+    Status {
+        /// The task id.
+        id: String,
+    },
+}
+
+#[derive(Debug, Args, Default, Clone)]
+pub struct RunArgs {
+    /// Process until nothing can be claimed and nothing is in flight, then exit 0.
+    #[arg(long)]
+    pub burst: bool,
+    /// Tasks in flight across all workers.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u32).range(1..))]
+    pub concurrency: Option<u32>,
+    /// HTTP listen address, or `off`.
+    #[arg(long, value_name = "ADDR|off")]
+    pub listen: Option<String>,
+    /// error, warn, info, debug or trace (or a tracing filter).
+    #[arg(long, value_name = "LEVEL")]
+    pub log_level: Option<String>,
+    #[arg(long, value_name = "text|json", value_parser = ["text", "json"])]
+    pub log_format: Option<String>,
+    /// This host's id (host.id); a random suffix is added per start.
+    #[arg(long, value_name = "ID")]
+    pub worker_id: Option<String>,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct TaskArgs {
+    /// The task type.
+    #[arg(long = "type", value_name = "TYPE")]
+    pub task_type: String,
+    /// Params as a JSON object, or @FILE to read them from a file.
+    #[arg(long, value_name = "JSON|@FILE")]
+    pub params: Option<String>,
+    /// The task id [default: a random UUID].
+    #[arg(long, value_name = "ID")]
+    pub id: Option<String>,
+    /// submit: enqueue even if no worker in this config handles the type (another host's may).
+    #[arg(long)]
+    pub any_type: bool,
+}
+
+/// A failure that maps to exit code 2.
+#[derive(Debug, thiserror::Error)]
+#[error("{0}")]
+pub struct Usage(pub String);
+
+pub async fn dispatch(cli: Cli) -> u8 {
+    let config_path = config_path(cli.config.as_deref());
+    let result = match cli.command {
+        None => run::run(&config_path, cli.run).await,
+        Some(Command::Run(args)) => run::run(&config_path, args).await,
+        Some(Command::Check) => commands::check(&config_path).await,
+        Some(Command::Submit(t)) => commands::submit(&config_path, t).await,
+        Some(Command::Exec(t)) => commands::exec(&config_path, t).await,
+        Some(Command::Workers) => commands::workers(&config_path),
+        Some(Command::Status { id }) => commands::status(&config_path, &id).await,
+    };
+    match result {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("workerhost: {e:#}");
+            if e.downcast_ref::<ConfigError>().is_some() || e.downcast_ref::<Usage>().is_some() {
+                2
+            } else {
+                1
+            }
+        }
+    }
+}
+
+/// `--config` > `$WORKERHOST_CONFIG` > `./workerhost_config.yaml`.
+fn config_path(flag: Option<&Path>) -> PathBuf {
+    flag.map(Path::to_path_buf)
+        .or_else(|| {
+            std::env::var_os("WORKERHOST_CONFIG")
+                .filter(|v| !v.is_empty())
+                .map(PathBuf::from)
+        })
+        .unwrap_or_else(|| PathBuf::from("workerhost_config.yaml"))
+}
+
+fn load(path: &Path) -> anyhow::Result<Config> {
+    Ok(config::load(path)?)
+}
+
+/// `--params`: a JSON object, or `@FILE`.
+fn parse_params(raw: Option<&str>) -> anyhow::Result<serde_json::Map<String, serde_json::Value>> {
+    let Some(raw) = raw else {
+        return Ok(serde_json::Map::new());
+    };
+    let text = match raw.strip_prefix('@') {
+        Some(file) => std::fs::read_to_string(file)
+            .with_context(|| format!("cannot read --params file {file}"))
+            .map_err(|e| Usage(format!("{e:#}")))?,
+        None => raw.to_string(),
+    };
+    match serde_json::from_str::<serde_json::Value>(&text) {
+        Ok(serde_json::Value::Object(m)) => Ok(m),
+        Ok(_) => Err(Usage("--params must be a JSON object".into()).into()),
+        Err(e) => Err(Usage(format!("--params is not valid JSON: {e}")).into()),
+    }
+}

@@ -1,0 +1,426 @@
+//! `defaults:` and `workers:`: each worker resolved with every default applied, then the checks across
+//! workers (duplicate names, a task type claimed twice).
+
+use super::super::locate::{index_path, key_path};
+use super::super::{DEFAULT_MAX_OUTPUT_BYTES, Mode, RetryPolicy, WorkerConfig, WorkerKind};
+use super::fields::{Ctx, get, is_identifier, kind, to_json};
+use serde_yaml::{Mapping, Value};
+use std::collections::{BTreeMap, HashMap};
+use std::time::Duration;
+
+/// Keys `defaults:` takes; each worker inherits them unless it sets its own.
+const DEFAULT_KEYS: &[&str] = &[
+    "timeout",
+    "max_retries",
+    "max_deliveries",
+    "retry",
+    "max_output_bytes",
+    "concurrency",
+    "env",
+    "env_passthrough",
+];
+const RETRY_KEYS: &[&str] = &[
+    "base_delay_seconds",
+    "backoff_multiplier",
+    "max_delay_seconds",
+    "jitter",
+];
+const WORKER_KEYS: &[&str] = &[
+    "name",
+    "description",
+    "metadata",
+    "project_path",
+    "venv_python",
+    "module",
+    "function",
+    "command",
+    "url",
+    "task_types",
+    "timeout",
+    "max_retries",
+    "max_deliveries",
+    "retry",
+    "max_output_bytes",
+    "concurrency",
+    "env",
+    "env_passthrough",
+    "mode",
+    "pool_size",
+    "max_tasks_per_process",
+];
+
+/// What every worker inherits.
+pub(super) struct Defaults {
+    timeout: Duration,
+    max_retries: u32,
+    max_deliveries: Option<u32>,
+    retry: RetryPolicy,
+    max_output_bytes: usize,
+    concurrency: Option<usize>,
+    env: BTreeMap<String, String>,
+    env_passthrough: Vec<String>,
+}
+
+/// Reads `defaults:`. `tm_max_deliveries` (`task_manager.max_deliveries`) is the fallback for
+/// `max_deliveries` before `max_retries + 3`.
+pub(super) fn defaults(ctx: &mut Ctx, root: &Mapping, tm_max_deliveries: Option<u32>) -> Defaults {
+    let empty = Mapping::new();
+    let m = ctx
+        .mapping(root, "", "defaults", Some(DEFAULT_KEYS))
+        .unwrap_or(&empty);
+    let p = "defaults";
+    Defaults {
+        timeout: ctx
+            .secs(m, p, "timeout", false)
+            .unwrap_or(Duration::from_secs(300)),
+        max_retries: ctx.u32(m, p, "max_retries", 0).unwrap_or(3),
+        max_deliveries: ctx.u32(m, p, "max_deliveries", 1).or(tm_max_deliveries),
+        retry: retry(ctx, m, p, &RetryPolicy::default()),
+        max_output_bytes: ctx
+            .usize(m, p, "max_output_bytes", 1)
+            .unwrap_or(DEFAULT_MAX_OUTPUT_BYTES),
+        concurrency: ctx.usize(m, p, "concurrency", 1),
+        env: env_map(ctx, m, p).unwrap_or_default(),
+        env_passthrough: names(ctx, m, p, "env_passthrough").unwrap_or_default(),
+    }
+}
+
+/// `retry:` under `path`, each field falling back to `inherit`'s.
+fn retry(ctx: &mut Ctx, m: &Mapping, path: &str, inherit: &RetryPolicy) -> RetryPolicy {
+    let Some(r) = ctx.mapping(m, path, "retry", Some(RETRY_KEYS)) else {
+        return inherit.clone();
+    };
+    let p = key_path(path, "retry");
+    let multiplier = ctx.number(r, &p, "backoff_multiplier");
+    if multiplier.is_some_and(|x| !x.is_finite() || x <= 0.0) {
+        ctx.problem(
+            &key_path(&p, "backoff_multiplier"),
+            "must be a number greater than 0",
+        );
+    }
+    RetryPolicy {
+        base_delay: ctx
+            .secs(r, &p, "base_delay_seconds", true)
+            .unwrap_or(inherit.base_delay),
+        multiplier: multiplier.unwrap_or(inherit.multiplier),
+        max_delay: ctx
+            .secs(r, &p, "max_delay_seconds", true)
+            .unwrap_or(inherit.max_delay),
+        jitter: ctx.boolean(r, &p, "jitter").unwrap_or(inherit.jitter),
+    }
+}
+
+/// `env:`: names to strings (numbers and booleans are taken as their text).
+fn env_map(ctx: &mut Ctx, m: &Mapping, path: &str) -> Option<BTreeMap<String, String>> {
+    let e = ctx.mapping(m, path, "env", None)?;
+    let p = key_path(path, "env");
+    let mut out = BTreeMap::new();
+    for (k, v) in e {
+        let Value::String(k) = k else {
+            ctx.problem(&p, "variable names must be strings");
+            continue;
+        };
+        let field = key_path(&p, k);
+        if k.is_empty() || k.contains(['=', '\0']) {
+            ctx.problem(
+                &field,
+                format!("`{k}` is not a valid environment variable name"),
+            );
+        }
+        match v {
+            Value::String(s) => {
+                out.insert(k.clone(), s.clone());
+            }
+            Value::Number(n) => {
+                out.insert(k.clone(), n.to_string());
+            }
+            Value::Bool(b) => {
+                out.insert(k.clone(), b.to_string());
+            }
+            other => ctx.problem(&field, format!("expected a string, found {}", kind(other))),
+        }
+    }
+    Some(out)
+}
+
+fn names(ctx: &mut Ctx, m: &Mapping, path: &str, key: &str) -> Option<Vec<String>> {
+    Some(
+        ctx.str_list(m, path, key)?
+            .into_iter()
+            .map(|(_, s)| s)
+            .collect(),
+    )
+}
+
+/// Reads `workers:` and runs the checks across workers.
+pub(super) fn workers(ctx: &mut Ctx, root: &Mapping, d: &Defaults) -> Vec<WorkerConfig> {
+    let items = match get(root, "workers") {
+        None => return Vec::new(),
+        Some(Value::Sequence(items)) => items,
+        Some(other) => {
+            let msg = format!("expected a list of workers, found {}", kind(other));
+            ctx.problem("workers", msg);
+            return Vec::new();
+        }
+    };
+    let mut out = Vec::new();
+    let mut names: HashMap<String, usize> = HashMap::new();
+    let mut claimed: HashMap<String, (String, usize)> = HashMap::new();
+    for (i, item) in items.iter().enumerate() {
+        let path = index_path("workers", i);
+        let Value::Mapping(m) = item else {
+            ctx.problem(
+                &path,
+                format!("expected a worker (a mapping), found {}", kind(item)),
+            );
+            continue;
+        };
+        ctx.check_keys(m, &path, WORKER_KEYS);
+        let name = ctx.string(m, &path, "name").unwrap_or_default();
+        if name.is_empty() {
+            ctx.problem(
+                &key_path(&path, "name"),
+                "every worker needs a non-empty `name`",
+            );
+        } else if let Some(first) = names.get(&name) {
+            let msg = format!("duplicate worker name `{name}` (also workers[{first}])");
+            ctx.problem(&key_path(&path, "name"), msg);
+        } else {
+            names.insert(name.clone(), i);
+        }
+        let types = ctx.str_list(m, &path, "task_types");
+        let tt_path = key_path(&path, "task_types");
+        match &types {
+            None if get(m, "task_types").is_none() => {
+                ctx.problem(
+                    &tt_path,
+                    "every worker needs `task_types` (a list of task type names)",
+                );
+            }
+            Some(t) if t.is_empty() => ctx.problem(&tt_path, "must list at least one task type"),
+            _ => {}
+        }
+        for (j, t) in types.iter().flatten() {
+            let field = index_path(&tt_path, *j);
+            if t.is_empty() {
+                ctx.problem(&field, "a task type name must not be empty");
+            } else if let Some((other, k)) = claimed.get(t) {
+                let msg = if *k == i {
+                    format!("task type `{t}` is listed twice")
+                } else {
+                    format!(
+                        "task type `{t}` is claimed by two workers: `{other}` (workers[{k}]) and `{name}` (workers[{i}])"
+                    )
+                };
+                ctx.problem(&field, msg);
+            } else {
+                claimed.insert(t.clone(), (name.clone(), i));
+            }
+        }
+        let task_types = types
+            .unwrap_or_default()
+            .into_iter()
+            .map(|(_, t)| t)
+            .collect();
+        if let Some(w) = worker(ctx, m, &path, d, name, task_types) {
+            out.push(w);
+        }
+    }
+    out
+}
+
+/// One worker's own fields, defaults applied. `None` when it cannot be built (its problems are recorded).
+fn worker(
+    ctx: &mut Ctx,
+    m: &Mapping,
+    path: &str,
+    d: &Defaults,
+    name: String,
+    task_types: Vec<String>,
+) -> Option<WorkerConfig> {
+    let kind = worker_kind(ctx, m, path);
+    let max_retries = ctx.u32(m, path, "max_retries", 0).unwrap_or(d.max_retries);
+    let mut env = d.env.clone();
+    env.extend(env_map(ctx, m, path).unwrap_or_default());
+    let mode = match ctx.string(m, path, "mode").as_deref() {
+        None | Some("spawn") => Mode::Spawn,
+        Some("pool") => Mode::Pool,
+        Some(other) => {
+            let msg = format!("unknown mode `{other}` (expected spawn or pool)");
+            ctx.problem(&key_path(path, "mode"), msg);
+            Mode::Spawn
+        }
+    };
+    if mode == Mode::Pool && matches!(kind, Some(WorkerKind::Remote { .. })) {
+        ctx.problem(
+            &key_path(path, "mode"),
+            "a remote (`url`) worker cannot run in pool mode",
+        );
+    }
+    let metadata = match get(m, "metadata").map(to_json) {
+        None => None,
+        Some(Ok(v)) => Some(v),
+        Some(Err(e)) => {
+            ctx.problem(&key_path(path, "metadata"), e);
+            None
+        }
+    };
+    let project_path = ctx.string(m, path, "project_path").map(|p| ctx.resolve(&p));
+    let timeout = ctx.secs(m, path, "timeout", false).unwrap_or(d.timeout);
+    let max_deliveries = ctx.u32(m, path, "max_deliveries", 1).or(d.max_deliveries);
+    let retry = retry(ctx, m, path, &d.retry);
+    let concurrency = ctx.usize(m, path, "concurrency", 1).or(d.concurrency);
+    let max_output_bytes = ctx.usize(m, path, "max_output_bytes", 1);
+    let env_passthrough = names(ctx, m, path, "env_passthrough");
+    let pool_size = ctx.usize(m, path, "pool_size", 1).unwrap_or(1);
+    let max_tasks_per_process = ctx.uint(m, path, "max_tasks_per_process", 1);
+    let description = ctx.string(m, path, "description");
+    // Every field is read (and its problems recorded) before giving up on a worker without a kind.
+    Some(WorkerConfig {
+        name,
+        kind: kind?,
+        project_path,
+        task_types,
+        timeout,
+        max_retries,
+        max_deliveries: max_deliveries.unwrap_or(max_retries.saturating_add(3)),
+        retry,
+        concurrency,
+        max_output_bytes: max_output_bytes.unwrap_or(d.max_output_bytes),
+        env,
+        env_passthrough: env_passthrough.unwrap_or_else(|| d.env_passthrough.clone()),
+        mode,
+        pool_size,
+        max_tasks_per_process,
+        description,
+        metadata,
+    })
+}
+
+/// Python (`venv_python` + `module`), command (`command`) or remote (`url`): exactly one.
+///
+/// `venv_python` given as a bare name (no `/`, e.g. `python3`) is looked up on the `PATH` of the
+/// loader's environment and stored absolute; not finding it is a problem. This is an extension, so that
+/// examples work without a virtualenv. A path with a `/` resolves against the config file's folder and
+/// need not exist yet (`workerhost check` probes it).
+fn worker_kind(ctx: &mut Ctx, m: &Mapping, path: &str) -> Option<WorkerKind> {
+    let python = get(m, "venv_python").is_some() || get(m, "module").is_some();
+    let command = get(m, "command").is_some();
+    let url = get(m, "url").is_some();
+    match u8::from(python) + u8::from(command) + u8::from(url) {
+        0 => {
+            let msg = "a worker needs `venv_python` + `module` (a Python worker), `command` (any program) or `url` (a remote worker)";
+            ctx.problem(path, msg);
+            return None;
+        }
+        1 => {}
+        _ => {
+            let msg = "a worker takes only one of `venv_python` + `module`, `command` and `url`";
+            ctx.problem(path, msg);
+            return None;
+        }
+    }
+    if !python && get(m, "function").is_some() {
+        ctx.problem(
+            &key_path(path, "function"),
+            "`function` needs `module` (a Python worker)",
+        );
+    }
+    if url {
+        let url = ctx.string(m, path, "url")?;
+        if !(url.starts_with("http://") || url.starts_with("https://")) {
+            ctx.problem(
+                &key_path(path, "url"),
+                format!("`{url}` is not an http:// or https:// URL"),
+            );
+            return None;
+        }
+        return Some(WorkerKind::Remote { url });
+    }
+    if command {
+        return command_argv(ctx, m, path, "command").map(|argv| WorkerKind::Command { argv });
+    }
+    let interpreter = ctx.string(m, path, "venv_python");
+    let module = ctx.string(m, path, "module");
+    let function = ctx.string(m, path, "function");
+    let (Some(interpreter), Some(module)) = (interpreter, module) else {
+        let missing = if get(m, "module").is_none() {
+            "module"
+        } else {
+            "venv_python"
+        };
+        let msg = format!(
+            "a Python worker needs both `venv_python` and `module`; `{missing}` is missing"
+        );
+        ctx.problem(path, msg);
+        return None;
+    };
+    let mut ok = true;
+    if module.is_empty() || !module.split('.').all(is_identifier) {
+        let msg =
+            format!("`{module}` is not a dotted Python module name (like `src.workers.scraper`)");
+        ctx.problem(&key_path(path, "module"), msg);
+        ok = false;
+    }
+    if let Some(f) = function.as_deref().filter(|f| !is_identifier(f)) {
+        let msg = format!("`{f}` is not a Python identifier (a function name like `main`)");
+        ctx.problem(&key_path(path, "function"), msg);
+        ok = false;
+    }
+    let interpreter = if interpreter.contains('/') {
+        ctx.resolve(&interpreter)
+    } else if interpreter.is_empty() {
+        ctx.problem(&key_path(path, "venv_python"), "must not be empty");
+        return None;
+    } else if let Some(found) = ctx.which(&interpreter) {
+        found
+    } else {
+        let msg = format!("`{interpreter}` was not found on PATH (give a path to the interpreter)");
+        ctx.problem(&key_path(path, "venv_python"), msg);
+        return None;
+    };
+    ok.then_some(WorkerKind::Python {
+        interpreter,
+        module,
+        function,
+    })
+}
+
+/// An argv list (never a shell command line); `argv[0]` with a `/` resolved against the config's folder.
+pub(super) fn command_argv(
+    ctx: &mut Ctx,
+    m: &Mapping,
+    path: &str,
+    key: &str,
+) -> Option<Vec<String>> {
+    let field = key_path(path, key);
+    if let Some(Value::String(s)) = get(m, key) {
+        let msg = format!(
+            "expected a list (an argv, never a shell command line), e.g. [\"{}\"]",
+            s.split_whitespace().collect::<Vec<_>>().join("\", \"")
+        );
+        ctx.problem(&field, msg);
+        return None;
+    }
+    let mut argv: Vec<String> = ctx
+        .str_list(m, path, key)?
+        .into_iter()
+        .map(|(_, s)| s)
+        .collect();
+    match argv.first_mut() {
+        None => {
+            ctx.problem(&field, "must not be empty: the first item is the program");
+            None
+        }
+        Some(first) if first.is_empty() => {
+            ctx.problem(&index_path(&field, 0), "the program must not be empty");
+            None
+        }
+        Some(first) => {
+            if first.contains('/') {
+                *first = ctx.resolve(first).to_string_lossy().into_owned();
+            }
+            Some(argv)
+        }
+    }
+}

@@ -1,0 +1,191 @@
+//! YAML in, a validated and fully resolved [`Config`] out: paths absolute, defaults applied, `${VAR}`
+//! expanded. Everything downstream trusts it and never looks at the YAML again.
+
+mod expand;
+mod load;
+mod locate;
+#[cfg(test)]
+mod tests;
+
+use serde_json::{Map, Value};
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+pub use load::{load, load_str};
+
+/// Every problem found in one config file. Displayed one problem a line, each naming file, line and field.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("{}", render(.file, .problems))]
+pub struct ConfigError {
+    pub file: PathBuf,
+    pub problems: Vec<Problem>,
+}
+
+/// One problem: where (line, dotted field path such as `workers[1].timeout`) and what.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Problem {
+    pub line: Option<usize>,
+    pub field: String,
+    pub message: String,
+}
+
+fn render(file: &Path, problems: &[Problem]) -> String {
+    let mut out = format!(
+        "invalid config {} ({} problem{}):",
+        file.display(),
+        problems.len(),
+        if problems.len() == 1 { "" } else { "s" }
+    );
+    for p in problems {
+        out.push_str("\n  ");
+        out.push_str(&file.display().to_string());
+        if let Some(l) = p.line {
+            out.push_str(&format!(":{l}"));
+        }
+        if !p.field.is_empty() {
+            out.push_str(&format!(": {}", p.field));
+        }
+        out.push_str(&format!(": {}", p.message));
+    }
+    out
+}
+
+/// The resolved configuration.
+#[derive(Debug, Clone)]
+pub struct Config {
+    /// The file it was loaded from (absolute).
+    pub path: PathBuf,
+    pub version: String,
+    pub host: HostConfig,
+    pub task_manager: TaskManagerConfig,
+    pub workers: Vec<WorkerConfig>,
+    pub observers: Vec<ObserverConfig>,
+}
+
+/// `host:`. Fields that the command line and environment may also set are `Option` here: `None` means
+/// "not in the file", so that flag > file > environment > default can be applied by [`crate::settings`].
+#[derive(Debug, Clone, Default)]
+pub struct HostConfig {
+    pub id: Option<String>,
+    pub concurrency: Option<usize>,
+    pub shutdown_grace: Duration,
+    /// `Some("off")` disables the server.
+    pub listen: Option<String>,
+    pub log_level: Option<String>,
+    pub log_format: Option<String>,
+    /// How long a timed-out process group gets between SIGTERM and SIGKILL (spec: 5 s).
+    pub kill_grace: Duration,
+}
+
+#[derive(Debug, Clone)]
+pub enum TaskManagerConfig {
+    Sqlite {
+        /// Absolute.
+        path: PathBuf,
+        lease: Duration,
+        poll_interval: Duration,
+    },
+    /// Parsed and validated, served by adapters that later issues add.
+    Other {
+        kind: String,
+        url: Option<String>,
+        settings: Map<String, Value>,
+    },
+}
+
+impl TaskManagerConfig {
+    pub fn kind(&self) -> &str {
+        match self {
+            TaskManagerConfig::Sqlite { .. } => "sqlite",
+            TaskManagerConfig::Other { kind, .. } => kind,
+        }
+    }
+}
+
+/// Retry policy: `base * multiplier^(attempt-1)`, capped at `max_delay`, with full jitter when on.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RetryPolicy {
+    pub base_delay: Duration,
+    pub multiplier: f64,
+    pub max_delay: Duration,
+    pub jitter: bool,
+}
+
+impl Default for RetryPolicy {
+    fn default() -> Self {
+        RetryPolicy {
+            base_delay: Duration::from_secs(5),
+            multiplier: 2.0,
+            max_delay: Duration::from_secs(300),
+            jitter: true,
+        }
+    }
+}
+
+/// How a worker is started.
+#[derive(Debug, Clone, PartialEq)]
+pub enum WorkerKind {
+    /// `venv_python -c "from module import function; function()"`, or `-m module` without a function.
+    Python {
+        /// Absolute path, or a bare name that was found on PATH (absolute then).
+        interpreter: PathBuf,
+        module: String,
+        function: Option<String>,
+    },
+    /// An argv list, never a shell. `argv[0]` is absolute after resolution when it contained a `/`;
+    /// a bare name is kept and looked up on PATH at spawn time.
+    Command { argv: Vec<String> },
+    /// `url: https://...`: the host POSTs the task document there instead of starting a process.
+    Remote { url: String },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Spawn,
+    Pool,
+}
+
+/// One worker with every default applied.
+#[derive(Debug, Clone)]
+pub struct WorkerConfig {
+    pub name: String,
+    pub kind: WorkerKind,
+    /// Working directory (absolute), if set.
+    pub project_path: Option<PathBuf>,
+    pub task_types: Vec<String>,
+    pub timeout: Duration,
+    pub max_retries: u32,
+    /// Default `max_retries + 3`.
+    pub max_deliveries: u32,
+    pub retry: RetryPolicy,
+    /// Per-worker cap on tasks in flight; `None`: only the host's cap applies.
+    pub concurrency: Option<usize>,
+    pub max_output_bytes: usize,
+    /// Expanded `env:` entries.
+    pub env: BTreeMap<String, String>,
+    /// Host variables passed through by name.
+    pub env_passthrough: Vec<String>,
+    pub mode: Mode,
+    pub pool_size: usize,
+    pub max_tasks_per_process: Option<u64>,
+    pub description: Option<String>,
+    pub metadata: Option<Value>,
+}
+
+#[derive(Debug, Clone)]
+pub enum ObserverConfig {
+    Webhook {
+        url: String,
+        events: Option<Vec<String>>,
+        timeout: Duration,
+    },
+    Command {
+        argv: Vec<String>,
+        events: Option<Vec<String>>,
+        timeout: Duration,
+    },
+}
+
+/// Default `max_output_bytes`: 16 MiB.
+pub const DEFAULT_MAX_OUTPUT_BYTES: usize = 16 * 1024 * 1024;

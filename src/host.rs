@@ -1,0 +1,450 @@
+//! The loop: claim only what can start now, run each delivery through the proxy in its own task, renew
+//! leases while tasks run, settle each outcome exactly once, and stop gracefully.
+//!
+//! Shutdown has two tokens: `stop` (first signal: take no more tasks, let in-flight ones finish) and
+//! `kill` (grace elapsed or second signal: kill in-flight process groups, hand their tasks back).
+
+use crate::observers::{Event, EventKind, Observers};
+use crate::proxy::{Final, Proxy};
+use crate::registry::{Registry, WorkerEntry};
+use serde_json::json;
+use std::collections::HashSet;
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::{Duration, Instant};
+use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use tokio_util::sync::CancellationToken;
+use tokio_util::task::TaskTracker;
+use workerhost_adapters::{
+    AdapterError, ClaimRequest, ClaimSlot, Delivery, Envelope, Lease, ResultDocument, Source,
+    TaskSource, now_ms, rfc3339_ms,
+};
+
+/// How the host runs.
+#[derive(Debug, Clone)]
+pub struct HostOptions {
+    /// This start's unique id (lease owner).
+    pub host_id: String,
+    pub concurrency: usize,
+    pub shutdown_grace: Duration,
+    /// Leases are renewed every third of this.
+    pub lease: Duration,
+    /// Exit when nothing can be claimed and nothing is in flight.
+    pub burst: bool,
+}
+
+/// State shared with the HTTP views and `main`.
+#[derive(Debug)]
+pub struct HostState {
+    pub started: Instant,
+    pub task_manager_up: AtomicBool,
+    pub lost_leases: AtomicU64,
+    pub in_flight: AtomicU64,
+}
+
+pub struct Host {
+    source: Arc<Source>,
+    registry: Arc<RwLock<Arc<Registry>>>,
+    proxy: Proxy,
+    opts: HostOptions,
+    pub state: Arc<HostState>,
+    global: Arc<Semaphore>,
+    leases: Arc<Mutex<HashSet<Lease>>>,
+    done: Arc<Notify>,
+    tracker: TaskTracker,
+}
+
+impl Host {
+    pub fn new(
+        source: Source,
+        registry: Registry,
+        observers: Observers,
+        proxy_runner: crate::runner::SpawnRunner,
+        opts: HostOptions,
+    ) -> Host {
+        let proxy = Proxy {
+            host_id: opts.host_id.clone(),
+            runner: proxy_runner,
+            observers,
+        };
+        Host {
+            source: Arc::new(source),
+            registry: Arc::new(RwLock::new(Arc::new(registry))),
+            proxy,
+            global: Arc::new(Semaphore::new(opts.concurrency.max(1))),
+            opts,
+            state: Arc::new(HostState {
+                started: Instant::now(),
+                task_manager_up: AtomicBool::new(true),
+                lost_leases: AtomicU64::new(0),
+                in_flight: AtomicU64::new(0),
+            }),
+            leases: Arc::default(),
+            done: Arc::default(),
+            tracker: TaskTracker::new(),
+        }
+    }
+
+    /// A handle that swaps the registry (SIGHUP). In-flight tasks keep the worker they started with.
+    pub fn registry_handle(&self) -> Arc<RwLock<Arc<Registry>>> {
+        self.registry.clone()
+    }
+
+    fn registry(&self) -> Arc<Registry> {
+        match self.registry.read() {
+            Ok(r) => r.clone(),
+            Err(poisoned) => poisoned.into_inner().clone(),
+        }
+    }
+
+    /// Runs until `stop` (then drains within the grace period) or, in burst mode, until idle.
+    pub async fn run(&self, stop: CancellationToken, kill: CancellationToken) {
+        let renewer_stop = CancellationToken::new();
+        let renewer = tokio::spawn(self.renew_loop(renewer_stop.clone()));
+        let mut rotate = 0usize;
+        let mut backoff = Duration::from_millis(100);
+        while !stop.is_cancelled() {
+            let req = self.claim_request(&mut rotate);
+            if req.slots.is_empty() {
+                self.wait(Duration::from_secs(1), &stop).await;
+                continue;
+            }
+            match self.source.claim(&req).await {
+                Ok(ds) if ds.is_empty() => {
+                    self.mark_up(true);
+                    backoff = Duration::from_millis(100);
+                    if self.opts.burst && self.state.in_flight.load(Ordering::SeqCst) == 0 {
+                        tracing::info!(
+                            "burst: nothing left to claim and nothing in flight; stopping"
+                        );
+                        break;
+                    }
+                    self.wait(self.source.idle_wait(), &stop).await;
+                }
+                Ok(ds) => {
+                    self.mark_up(true);
+                    backoff = Duration::from_millis(100);
+                    for d in ds {
+                        self.start(d, &kill);
+                    }
+                }
+                Err(e) => {
+                    self.mark_up(false);
+                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot claim tasks");
+                    self.wait(backoff, &stop).await;
+                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                }
+            }
+        }
+        self.tracker.close();
+        if !self.tracker.is_empty() {
+            tracing::info!(
+                in_flight = self.tracker.len(),
+                grace_s = self.opts.shutdown_grace.as_secs_f64(),
+                "stopping: waiting for in-flight tasks"
+            );
+            tokio::select! {
+                _ = self.tracker.wait() => {}
+                _ = tokio::time::sleep(self.opts.shutdown_grace) => {
+                    tracing::warn!("shutdown grace elapsed: killing in-flight tasks and handing them back");
+                    kill.cancel();
+                }
+                _ = kill.cancelled() => {}
+            }
+            self.tracker.wait().await;
+        }
+        renewer_stop.cancel();
+        let _ = renewer.await;
+    }
+
+    fn mark_up(&self, up: bool) {
+        let was = self.state.task_manager_up.swap(up, Ordering::Relaxed);
+        if up && !was {
+            tracing::info!("task manager reachable again");
+        }
+    }
+
+    /// Waits for a task to finish, `d` to pass, or `stop`.
+    async fn wait(&self, d: Duration, stop: &CancellationToken) {
+        tokio::select! {
+            _ = self.done.notified() => {}
+            _ = tokio::time::sleep(d) => {}
+            _ = stop.cancelled() => {}
+        }
+    }
+
+    /// One slot per worker with free capacity; the total never exceeds the host's free capacity. The
+    /// starting worker rotates so that a busy type cannot starve the others.
+    fn claim_request(&self, rotate: &mut usize) -> ClaimRequest {
+        let reg = self.registry();
+        let mut free = self.global.available_permits();
+        let ws = reg.workers();
+        let mut slots = Vec::new();
+        if !ws.is_empty() {
+            *rotate = (*rotate + 1) % ws.len();
+            for i in 0..ws.len() {
+                if free == 0 {
+                    break;
+                }
+                let w = &ws[(*rotate + i) % ws.len()];
+                let max = w.permits.available_permits().min(free);
+                if max > 0 {
+                    free -= max;
+                    slots.push(ClaimSlot {
+                        types: w.config.task_types.clone(),
+                        max,
+                    });
+                }
+            }
+        }
+        ClaimRequest {
+            slots,
+            known_types: reg.known_types(),
+        }
+    }
+
+    fn start(&self, d: Delivery, kill: &CancellationToken) {
+        let reg = self.registry();
+        let env = match &d.envelope {
+            Err(m) => {
+                let error = json!({"message": m.reason, "outcome": "malformed", "raw": m.raw});
+                let doc = self.dead_doc(&d.lease.task_id, "", None, error, 0);
+                self.spawn_settle(d.lease, doc, None);
+                return;
+            }
+            Ok(env) => env.clone(),
+        };
+        let mut received = Event::new(EventKind::TaskReceived, &self.opts.host_id);
+        received.task_id = Some(env.id.clone());
+        received.task_type = Some(env.task_type.clone());
+        let Some(worker) = reg.for_type(&env.task_type).cloned() else {
+            self.proxy.observers.emit(received);
+            let msg = format!("no worker handles type {}", env.task_type);
+            let error = json!({"message": msg, "outcome": "unknown_type"});
+            let doc = self.dead_doc(&env.id, &env.task_type, None, error, 0);
+            self.spawn_settle(d.lease, doc, None);
+            return;
+        };
+        received.worker = Some(worker.config.name.clone());
+        self.proxy.observers.emit(received);
+        if d.deliveries > worker.config.max_deliveries {
+            let msg = format!(
+                "delivery limit reached: delivered {} times without an outcome (max_deliveries {})",
+                d.deliveries, worker.config.max_deliveries
+            );
+            for k in [EventKind::TaskFailed, EventKind::TaskDeadLettered] {
+                let mut e = Event::new(k, &self.opts.host_id);
+                e.task_id = Some(env.id.clone());
+                e.task_type = Some(env.task_type.clone());
+                e.worker = Some(worker.config.name.clone());
+                e.error = Some(msg.clone());
+                self.proxy.observers.emit(e);
+            }
+            let error = json!({"message": msg, "outcome": "delivery_limit"});
+            let doc = self.dead_doc(
+                &env.id,
+                &env.task_type,
+                Some(&worker.config.name),
+                error,
+                d.deliveries - 1,
+            );
+            self.spawn_settle(d.lease, doc, Some(worker));
+            return;
+        }
+        // Permits are taken here, before the next claim looks at what is free.
+        let global = self.global.clone().try_acquire_owned().ok();
+        let local = worker.permits.clone().try_acquire_owned().ok();
+        self.state.in_flight.fetch_add(1, Ordering::SeqCst);
+        worker.stats.in_flight.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut l) = self.leases.lock() {
+            l.insert(d.lease.clone());
+        }
+        let ctx = TaskCtx {
+            source: self.source.clone(),
+            proxy: self.proxy.clone(),
+            global_sem: self.global.clone(),
+            leases: self.leases.clone(),
+            done: self.done.clone(),
+            state: self.state.clone(),
+        };
+        let kill = kill.clone();
+        self.tracker.spawn(async move {
+            let _permits = ctx.permits(global, local, &worker).await;
+            let first_attempt = d.deliveries.max(1);
+            let fin = ctx.proxy.run(&worker.config, &worker.stats, &env, first_attempt, &kill).await;
+            match fin {
+                Final::Done { doc, .. } => {
+                    let at = doc.finished_at.clone();
+                    if doc.succeeded() {
+                        worker.stats.record_success(at);
+                    } else {
+                        let msg = doc.error.as_ref().and_then(|e| e.get("message")).and_then(|m| m.as_str()).unwrap_or("failed").to_string();
+                        worker.stats.record_failure(msg, at);
+                    }
+                    settle(&ctx.source, &d.lease, &doc, &ctx.state, &kill).await;
+                }
+                Final::Released => match ctx.source.release(&d.lease).await {
+                    Ok(()) => tracing::warn!(task_id = %env.id, "task handed back to the task manager unfinished"),
+                    Err(e) => tracing::warn!(task_id = %env.id, error = %e, "could not hand the task back; it returns when its lease expires"),
+                },
+            }
+            if let Ok(mut l) = ctx.leases.lock() {
+                l.remove(&d.lease);
+            }
+            worker.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
+            ctx.state.in_flight.fetch_sub(1, Ordering::SeqCst);
+            ctx.done.notify_one();
+        });
+    }
+
+    fn dead_doc(
+        &self,
+        id: &str,
+        task_type: &str,
+        worker: Option<&str>,
+        error: serde_json::Value,
+        attempts: u32,
+    ) -> ResultDocument {
+        let now = rfc3339_ms(now_ms());
+        ResultDocument {
+            id: id.to_string(),
+            task_type: task_type.to_string(),
+            status: "dead".into(),
+            result: None,
+            error: Some(error),
+            attempts,
+            worker: worker.map(str::to_string),
+            host: self.opts.host_id.clone(),
+            started_at: now.clone(),
+            finished_at: now,
+            duration_ms: 0,
+            correlation_id: None,
+        }
+    }
+
+    /// Dead-letters a delivery that never ran (malformed, unknown type, delivery limit).
+    fn spawn_settle(&self, lease: Lease, doc: ResultDocument, worker: Option<Arc<WorkerEntry>>) {
+        let source = self.source.clone();
+        let state = self.state.clone();
+        if let Some(w) = &worker {
+            let msg = doc
+                .error
+                .as_ref()
+                .and_then(|e| e.get("message"))
+                .and_then(|m| m.as_str())
+                .unwrap_or("dead")
+                .to_string();
+            w.stats.record_failure(msg, doc.finished_at.clone());
+        }
+        tracing::warn!(task_id = %doc.id, error = %doc.error.clone().unwrap_or_default(), "dead-lettering a task that cannot run");
+        self.tracker.spawn(async move {
+            settle(&source, &lease, &doc, &state, &CancellationToken::new()).await;
+        });
+    }
+
+    /// Renews every in-flight lease every third of the lease.
+    fn renew_loop(
+        &self,
+        stop: CancellationToken,
+    ) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let source = self.source.clone();
+        let leases = self.leases.clone();
+        let every = (self.opts.lease / 3).max(Duration::from_millis(50));
+        async move {
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep(every) => {}
+                    _ = stop.cancelled() => return,
+                }
+                let held: Vec<Lease> = match leases.lock() {
+                    Ok(l) => l.iter().cloned().collect(),
+                    Err(_) => continue,
+                };
+                if held.is_empty() {
+                    continue;
+                }
+                match source.renew(&held).await {
+                    Ok(lost) => {
+                        for l in lost {
+                            tracing::warn!(task_id = %l.task_id, "lease lost while the task runs: another host may run it too; its outcome will not be recorded by this host");
+                        }
+                    }
+                    Err(e) => tracing::warn!(error = %e, "cannot renew leases"),
+                }
+            }
+        }
+    }
+}
+
+/// What a task's own async task needs of the host.
+struct TaskCtx {
+    source: Arc<Source>,
+    proxy: Proxy,
+    global_sem: Arc<Semaphore>,
+    leases: Arc<Mutex<HashSet<Lease>>>,
+    done: Arc<Notify>,
+    state: Arc<HostState>,
+}
+
+impl TaskCtx {
+    /// The permits taken at claim time, or (if an adapter handed over more than was asked) waits for them.
+    async fn permits(
+        &self,
+        global: Option<OwnedSemaphorePermit>,
+        local: Option<OwnedSemaphorePermit>,
+        worker: &WorkerEntry,
+    ) -> (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>) {
+        let g = match global {
+            Some(p) => Some(p),
+            None => self.global_sem.clone().acquire_owned().await.ok(),
+        };
+        let l = match local {
+            Some(p) => Some(p),
+            None => worker.permits.clone().acquire_owned().await.ok(),
+        };
+        (g, l)
+    }
+}
+
+/// Records an outcome, retrying while the task manager is unreachable (the lease is renewed meanwhile,
+/// so the task is not redelivered). A lost lease is logged and counted: the new holder's outcome wins.
+async fn settle(
+    source: &Source,
+    lease: &Lease,
+    doc: &ResultDocument,
+    state: &HostState,
+    kill: &CancellationToken,
+) {
+    let mut backoff = Duration::from_millis(100);
+    loop {
+        match source.settle(lease, doc).await {
+            Ok(()) => return,
+            Err(AdapterError::LeaseLost { id }) => {
+                state.lost_leases.fetch_add(1, Ordering::Relaxed);
+                tracing::warn!(task_id = %id, status = %doc.status, "lease lost before the outcome was recorded: another host holds the task; this outcome is dropped");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(task_id = %lease.task_id, error = %e, "cannot record the outcome yet; retrying");
+                tokio::select! {
+                    _ = tokio::time::sleep(backoff) => {}
+                    _ = kill.cancelled() => {
+                        tracing::warn!(task_id = %lease.task_id, "stopping before the outcome was recorded; the task will be delivered again");
+                        return;
+                    }
+                }
+                backoff = (backoff * 2).min(Duration::from_secs(10));
+            }
+        }
+    }
+}
+
+/// Used by `workerhost exec`: run one task through the proxy without a queue.
+pub async fn exec_once(
+    proxy: &Proxy,
+    worker: &WorkerEntry,
+    env: &Envelope,
+    kill: &CancellationToken,
+) -> Final {
+    proxy.run(&worker.config, &worker.stats, env, 1, kill).await
+}

@@ -1,0 +1,44 @@
+//! The built-in log observer: one tracing event per task event, with the task's fields as structured
+//! fields, so `--log-format json` gives one JSON object a line with task id, worker, attempt, outcome and
+//! duration.
+
+use super::{Event, EventKind, Observer};
+
+#[derive(Debug, Default, Clone, Copy)]
+pub struct LogObserver;
+
+macro_rules! log_event {
+    ($level:ident, $e:expr, $msg:expr) => {
+        tracing::$level!(
+            target: "workerhost::task",
+            event = $e.event.as_str(),
+            task_id = $e.task_id.as_deref().unwrap_or(""),
+            task_type = $e.task_type.as_deref().unwrap_or(""),
+            worker = $e.worker.as_deref().unwrap_or(""),
+            attempt = $e.attempt.unwrap_or(0),
+            outcome = $e.outcome.unwrap_or(""),
+            duration_ms = $e.duration_ms.unwrap_or(0),
+            error = $e.error.as_deref().unwrap_or(""),
+            "{}",
+            $msg
+        )
+    };
+}
+
+impl Observer for LogObserver {
+    fn notify(&self, e: &Event) {
+        match e.event {
+            EventKind::TaskReceived => log_event!(debug, e, "task received"),
+            EventKind::TaskStarted => log_event!(debug, e, "task started"),
+            EventKind::TaskSucceeded => log_event!(info, e, "task succeeded"),
+            EventKind::TaskRetrying => {
+                let msg = format!("task will be retried in {} ms", e.delay_ms.unwrap_or(0));
+                log_event!(warn, e, msg)
+            }
+            EventKind::TaskTimedOut => log_event!(warn, e, "task attempt timed out"),
+            EventKind::TaskFailed => log_event!(error, e, "task failed"),
+            EventKind::TaskDeadLettered => log_event!(warn, e, "task dead-lettered"),
+            EventKind::WorkerUnhealthy => log_event!(error, e, "worker unhealthy"),
+        }
+    }
+}

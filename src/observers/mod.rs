@@ -1,0 +1,107 @@
+//! Observer hooks: everything that happens to a task is an [`Event`], fanned out to every observer.
+//!
+//! An observer must return at once: [`Observer::notify`] is called on the task's own path, so anything
+//! slow (a webhook, a command) queues the event and does its work elsewhere. A failing observer never
+//! delays or fails a task.
+
+mod log;
+
+pub use log::LogObserver;
+
+use serde::Serialize;
+use std::sync::Arc;
+
+/// The kinds of event, named as in the spec.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum EventKind {
+    TaskReceived,
+    TaskStarted,
+    TaskRetrying,
+    TaskSucceeded,
+    TaskFailed,
+    TaskTimedOut,
+    TaskDeadLettered,
+    WorkerUnhealthy,
+}
+
+impl EventKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EventKind::TaskReceived => "task_received",
+            EventKind::TaskStarted => "task_started",
+            EventKind::TaskRetrying => "task_retrying",
+            EventKind::TaskSucceeded => "task_succeeded",
+            EventKind::TaskFailed => "task_failed",
+            EventKind::TaskTimedOut => "task_timed_out",
+            EventKind::TaskDeadLettered => "task_dead_lettered",
+            EventKind::WorkerUnhealthy => "worker_unhealthy",
+        }
+    }
+}
+
+/// The event document: fields that do not apply are absent.
+#[derive(Debug, Clone, Serialize)]
+pub struct Event {
+    pub event: EventKind,
+    /// RFC 3339 UTC.
+    pub at: String,
+    pub host: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub task_id: Option<String>,
+    #[serde(rename = "type", skip_serializing_if = "Option::is_none")]
+    pub task_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub worker: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub attempt: Option<u32>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub outcome: Option<&'static str>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub duration_ms: Option<u64>,
+    /// Retry delay, on `task_retrying`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub delay_ms: Option<u64>,
+}
+
+impl Event {
+    pub fn new(event: EventKind, host: &str) -> Event {
+        Event {
+            event,
+            at: workerhost_adapters::rfc3339_ms(workerhost_adapters::now_ms()),
+            host: host.to_string(),
+            task_id: None,
+            task_type: None,
+            worker: None,
+            attempt: None,
+            outcome: None,
+            error: None,
+            duration_ms: None,
+            delay_ms: None,
+        }
+    }
+}
+
+/// Something that wants to know what happens.
+pub trait Observer: Send + Sync {
+    /// Must not block: queue the event and return.
+    fn notify(&self, event: &Event);
+}
+
+/// Every configured observer.
+#[derive(Clone, Default)]
+pub struct Observers(Vec<Arc<dyn Observer>>);
+
+impl Observers {
+    pub fn new(list: Vec<Arc<dyn Observer>>) -> Observers {
+        Observers(list)
+    }
+
+    pub fn emit(&self, event: Event) {
+        for o in &self.0 {
+            o.notify(&event);
+        }
+    }
+}

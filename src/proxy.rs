@@ -1,0 +1,263 @@
+//! The policy around a runner: retries with exponential backoff and full jitter, outcome classification
+//! into a final result document, and events to the observers. One call handles one delivery of a task.
+
+use crate::config::{RetryPolicy, WorkerConfig};
+use crate::observers::{Event, EventKind, Observers};
+use crate::runner::{Attempt, Outcome, OutcomeKind, SpawnRunner};
+use crate::stats::WorkerStats;
+use serde_json::{Map, Value, json};
+use std::sync::atomic::Ordering;
+use std::time::{Duration, Instant};
+use tokio_util::sync::CancellationToken;
+use workerhost_adapters::{Envelope, ResultDocument, now_ms, rfc3339_ms};
+use workerhost_sdk::TaskDocument;
+
+/// Where a delivery ended.
+#[derive(Debug, Clone)]
+pub enum Final {
+    /// The outcome to record: `succeeded` or `dead`. `last` is the last attempt's outcome.
+    Done {
+        doc: ResultDocument,
+        last: OutcomeKind,
+    },
+    /// The host is stopping: hand the task back unfinished.
+    Released,
+}
+
+/// Runs deliveries through the runner with the retry policy.
+#[derive(Clone)]
+pub struct Proxy {
+    pub host_id: String,
+    pub runner: SpawnRunner,
+    pub observers: Observers,
+}
+
+/// The wait before retry number `retry` (1 for the first retry): `base * multiplier^(retry-1)`, capped at
+/// `max_delay`; with jitter, uniform in `[0, that]` ("full jitter", which spreads a thundering herd best).
+pub fn retry_delay(policy: &RetryPolicy, retry: u32) -> Duration {
+    let exp = policy
+        .multiplier
+        .powi(i32::try_from(retry.saturating_sub(1)).unwrap_or(i32::MAX));
+    let capped = (policy.base_delay.as_secs_f64() * exp).min(policy.max_delay.as_secs_f64());
+    let secs = if policy.jitter {
+        capped * rand::random::<f64>()
+    } else {
+        capped
+    };
+    Duration::from_secs_f64(secs.max(0.0))
+}
+
+impl Proxy {
+    fn event(&self, kind: EventKind, worker: &WorkerConfig, task: &Envelope) -> Event {
+        let mut e = Event::new(kind, &self.host_id);
+        e.task_id = Some(task.id.clone());
+        e.task_type = Some(task.task_type.clone());
+        e.worker = Some(worker.name.clone());
+        e
+    }
+
+    /// Runs one delivery: at most `max_retries + 1` attempts, numbered from `first_attempt` (earlier
+    /// deliveries count as attempts). `kill` ends it at once with [`Final::Released`].
+    pub async fn run(
+        &self,
+        worker: &WorkerConfig,
+        stats: &WorkerStats,
+        task: &Envelope,
+        first_attempt: u32,
+        kill: &CancellationToken,
+    ) -> Final {
+        let started_ms = now_ms();
+        let started = Instant::now();
+        let mut doc = TaskDocument {
+            id: task.id.clone(),
+            task_type: task.task_type.clone(),
+            params: task.params.clone(),
+            attempt: first_attempt,
+            correlation_id: task.correlation_id.clone(),
+        };
+        let mut retry = 0;
+        loop {
+            let mut e = self.event(EventKind::TaskStarted, worker, task);
+            e.attempt = Some(doc.attempt);
+            self.observers.emit(e);
+
+            let a = self.runner.run(worker, &doc, kill).await;
+            forward_logs(&a, &task.id, &worker.name);
+            let kind = a.outcome.kind();
+            match &a.outcome {
+                Outcome::SpawnError { .. } => {
+                    stats.healthy.store(false, Ordering::Relaxed);
+                    let mut e = self.event(EventKind::WorkerUnhealthy, worker, task);
+                    e.error = Some(a.outcome.message());
+                    self.observers.emit(e);
+                }
+                _ => stats.healthy.store(true, Ordering::Relaxed),
+            }
+            if kind == OutcomeKind::Timeout {
+                let mut e = self.attempt_event(EventKind::TaskTimedOut, worker, task, &doc, &a);
+                e.error = Some(a.outcome.message());
+                self.observers.emit(e);
+            }
+            match &a.outcome {
+                Outcome::Interrupted => return Final::Released,
+                Outcome::Succeeded { result } => {
+                    self.observers.emit(self.attempt_event(
+                        EventKind::TaskSucceeded,
+                        worker,
+                        task,
+                        &doc,
+                        &a,
+                    ));
+                    let d = self.document(worker, task, &doc, started_ms, started, "succeeded");
+                    return Final::Done {
+                        doc: ResultDocument {
+                            result: Some(result.clone()),
+                            ..d
+                        },
+                        last: kind,
+                    };
+                }
+                o if o.is_retriable() && retry < worker.max_retries => {
+                    retry += 1;
+                    let delay = retry_delay(&worker.retry, retry);
+                    let mut e = self.attempt_event(EventKind::TaskRetrying, worker, task, &doc, &a);
+                    e.error = Some(o.message());
+                    e.delay_ms = Some(delay.as_millis() as u64);
+                    self.observers.emit(e);
+                    tokio::select! {
+                        _ = tokio::time::sleep(delay) => {}
+                        _ = kill.cancelled() => return Final::Released,
+                    }
+                    doc.attempt += 1;
+                }
+                o => {
+                    let message = o.message();
+                    for k in [EventKind::TaskFailed, EventKind::TaskDeadLettered] {
+                        let mut e = self.attempt_event(k, worker, task, &doc, &a);
+                        e.error = Some(message.clone());
+                        self.observers.emit(e);
+                    }
+                    let d = self.document(worker, task, &doc, started_ms, started, "dead");
+                    return Final::Done {
+                        doc: ResultDocument {
+                            error: Some(dead_letter_error(&a, message)),
+                            ..d
+                        },
+                        last: kind,
+                    };
+                }
+            }
+        }
+    }
+
+    fn attempt_event(
+        &self,
+        kind: EventKind,
+        worker: &WorkerConfig,
+        task: &Envelope,
+        doc: &TaskDocument,
+        a: &Attempt,
+    ) -> Event {
+        let mut e = self.event(kind, worker, task);
+        e.attempt = Some(doc.attempt);
+        e.outcome = Some(a.outcome.kind().as_str());
+        e.duration_ms = Some(a.duration.as_millis() as u64);
+        e
+    }
+
+    fn document(
+        &self,
+        worker: &WorkerConfig,
+        task: &Envelope,
+        doc: &TaskDocument,
+        started_ms: i64,
+        started: Instant,
+        status: &str,
+    ) -> ResultDocument {
+        ResultDocument {
+            id: task.id.clone(),
+            task_type: task.task_type.clone(),
+            status: status.to_string(),
+            result: None,
+            error: None,
+            attempts: doc.attempt,
+            worker: Some(worker.name.clone()),
+            host: self.host_id.clone(),
+            started_at: rfc3339_ms(started_ms),
+            finished_at: rfc3339_ms(now_ms()),
+            duration_ms: started.elapsed().as_millis() as u64,
+            correlation_id: task.correlation_id.clone(),
+        }
+    }
+}
+
+/// The `error` of a dead letter: the message, the outcome, the exit code, the worker's own error and the
+/// tail of stderr, so that whoever reads the dead letter does not need the host's logs.
+fn dead_letter_error(a: &Attempt, message: String) -> Value {
+    let mut m = Map::new();
+    m.insert("message".into(), Value::String(message));
+    m.insert("outcome".into(), json!(a.outcome.kind().as_str()));
+    if let Some(c) = a.exit_code {
+        m.insert("exit_code".into(), json!(c));
+    }
+    if let Outcome::Failed { error, .. } = &a.outcome
+        && error.is_object()
+    {
+        m.insert("worker_error".into(), error.clone());
+    }
+    if !a.stderr_tail.is_empty() {
+        m.insert("stderr_tail".into(), Value::String(a.stderr_tail.clone()));
+    }
+    Value::Object(m)
+}
+
+/// `logs` from the worker's result document go to the host's log with the task id.
+fn forward_logs(a: &Attempt, task_id: &str, worker: &str) {
+    for l in &a.logs {
+        let msg = &l.message;
+        match l.level.to_ascii_lowercase().as_str() {
+            "error" | "critical" => {
+                tracing::error!(target: "workerhost::worker", task_id, worker, "{msg}")
+            }
+            "warning" | "warn" => {
+                tracing::warn!(target: "workerhost::worker", task_id, worker, "{msg}")
+            }
+            "debug" | "trace" => {
+                tracing::debug!(target: "workerhost::worker", task_id, worker, "{msg}")
+            }
+            _ => tracing::info!(target: "workerhost::worker", task_id, worker, "{msg}"),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn backoff_grows_and_is_capped() {
+        let p = RetryPolicy {
+            base_delay: Duration::from_secs(5),
+            multiplier: 2.0,
+            max_delay: Duration::from_secs(30),
+            jitter: false,
+        };
+        let d: Vec<u64> = (1..=5).map(|r| retry_delay(&p, r).as_secs()).collect();
+        assert_eq!(d, vec![5, 10, 20, 30, 30]);
+    }
+
+    #[test]
+    fn full_jitter_stays_within_zero_and_the_capped_delay() {
+        let p = RetryPolicy {
+            base_delay: Duration::from_millis(100),
+            multiplier: 2.0,
+            max_delay: Duration::from_secs(1),
+            jitter: true,
+        };
+        let samples: Vec<Duration> = (0..200).map(|_| retry_delay(&p, 3)).collect();
+        assert!(samples.iter().all(|d| *d <= Duration::from_millis(400)));
+        // full jitter really spreads: not all samples in the top half
+        assert!(samples.iter().any(|d| *d < Duration::from_millis(200)));
+        assert!(samples.iter().any(|d| *d > Duration::from_millis(200)));
+    }
+}

@@ -1,0 +1,174 @@
+//! Reading a worker's output without trusting it: stdout is capped, stderr is logged line by line and only
+//! its tail is kept, and the result document is parsed leniently but never guessed.
+
+use std::collections::VecDeque;
+use std::sync::{Arc, Mutex};
+use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
+use workerhost_sdk::WorkerResult;
+
+/// stdout grew past the cap.
+#[derive(Debug)]
+pub struct Overflow;
+
+/// Reads all of `r` into memory, failing as soon as more than `max` bytes arrive.
+pub async fn read_capped<R: AsyncRead + Unpin>(mut r: R, max: usize) -> Result<Vec<u8>, Overflow> {
+    let mut buf = Vec::with_capacity(1024);
+    let mut chunk = [0u8; 16 * 1024];
+    loop {
+        match r.read(&mut chunk).await {
+            Ok(0) | Err(_) => return Ok(buf),
+            Ok(n) => {
+                if buf.len() + n > max {
+                    return Err(Overflow);
+                }
+                buf.extend_from_slice(&chunk[..n]);
+            }
+        }
+    }
+}
+
+/// The last lines of stderr, bounded in bytes.
+#[derive(Debug, Default)]
+pub struct Tail {
+    lines: VecDeque<String>,
+    bytes: usize,
+}
+
+/// Bytes of stderr kept for the dead letter.
+const TAIL_BYTES: usize = 8 * 1024;
+/// A single stderr line longer than this is cut, in the log and in the tail.
+const LINE_MAX: usize = 4 * 1024;
+
+impl Tail {
+    pub fn push(&mut self, line: String) {
+        self.bytes += line.len() + 1;
+        self.lines.push_back(line);
+        while self.bytes > TAIL_BYTES {
+            match self.lines.pop_front() {
+                Some(l) => self.bytes -= l.len() + 1,
+                None => break,
+            }
+        }
+    }
+
+    pub fn text(&self) -> String {
+        self.lines.iter().cloned().collect::<Vec<_>>().join("\n")
+    }
+
+    pub fn last_line(&self) -> Option<&str> {
+        self.lines
+            .iter()
+            .rev()
+            .map(|l| l.trim())
+            .find(|l| !l.is_empty())
+    }
+}
+
+/// Logs every stderr line with the task id and keeps the tail. Returns when stderr closes.
+pub async fn drain_stderr<R: AsyncRead + Unpin>(
+    r: R,
+    tail: Arc<Mutex<Tail>>,
+    task_id: String,
+    worker: String,
+) {
+    let mut reader = BufReader::new(r);
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        match reader.read_until(b'\n', &mut raw).await {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let mut line = String::from_utf8_lossy(&raw).trim_end().to_string();
+                if line.len() > LINE_MAX {
+                    let mut cut = LINE_MAX;
+                    while !line.is_char_boundary(cut) {
+                        cut -= 1;
+                    }
+                    line.truncate(cut);
+                    line.push_str(" …[cut]");
+                }
+                tracing::info!(target: "workerhost::worker", task_id = %task_id, worker = %worker, "stderr: {line}");
+                if let Ok(mut t) = tail.lock() {
+                    t.push(line);
+                }
+            }
+        }
+    }
+}
+
+/// Parses stdout as a result document: the whole output, or else its last non-empty line (a worker that
+/// printed debug output to stdout before its result still gets its result read).
+pub fn parse_result(stdout: &[u8]) -> Result<WorkerResult, String> {
+    let text = String::from_utf8_lossy(stdout);
+    let trimmed = text.trim();
+    if trimmed.is_empty() {
+        return Err("stdout is empty; expected one JSON result document".into());
+    }
+    let whole = serde_json::from_str::<WorkerResult>(trimmed);
+    match whole {
+        Ok(r) => Ok(r),
+        Err(e) => {
+            if let Some(last) = trimmed.lines().rev().find(|l| !l.trim().is_empty())
+                && let Ok(r) = serde_json::from_str::<WorkerResult>(last.trim())
+            {
+                return Ok(r);
+            }
+            Err(format!(
+                "stdout is not a JSON result document ({e}); it began: {}",
+                preview(trimmed)
+            ))
+        }
+    }
+}
+
+fn preview(s: &str) -> String {
+    let mut end = s.len().min(200);
+    while !s.is_char_boundary(end) {
+        end -= 1;
+    }
+    let p = &s[..end];
+    if end < s.len() {
+        format!("{p:?}…")
+    } else {
+        format!("{p:?}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn read_capped_stops_at_the_cap() {
+        let data = vec![b'x'; 100];
+        assert_eq!(
+            read_capped(&data[..], 100).await.map(|v| v.len()).ok(),
+            Some(100)
+        );
+        assert!(read_capped(&data[..], 99).await.is_err());
+    }
+
+    #[test]
+    fn tail_keeps_the_last_bytes() {
+        let mut t = Tail::default();
+        for i in 0..10_000 {
+            t.push(format!("line {i}"));
+        }
+        let text = t.text();
+        assert!(text.len() <= TAIL_BYTES);
+        assert!(text.ends_with("line 9999"));
+        assert_eq!(t.last_line(), Some("line 9999"));
+    }
+
+    #[test]
+    fn parse_result_accepts_a_trailing_document_and_rejects_garbage() {
+        let ok = parse_result(b"debug noise\n{\"success\": true, \"result\": {\"a\": 1}}\n")
+            .expect("last line is a result");
+        assert!(ok.success);
+        let err = parse_result(b"hello world").expect_err("garbage");
+        assert!(err.contains("not a JSON result document"), "{err}");
+        assert!(parse_result(b"  \n").is_err());
+        // JSON, but not a result document
+        assert!(parse_result(b"[1,2,3]").is_err());
+    }
+}
