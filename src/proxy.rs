@@ -17,7 +17,7 @@ use workerhost_sdk::TaskDocument;
 pub enum Final {
     /// The outcome to record: `succeeded` or `dead`. `last` is the last attempt's outcome.
     Done {
-        doc: ResultDocument,
+        doc: Box<ResultDocument>,
         last: OutcomeKind,
     },
     /// The host is stopping: hand the task back unfinished.
@@ -110,10 +110,10 @@ impl Proxy {
                     ));
                     let d = self.document(worker, task, &doc, started_ms, started, "succeeded");
                     return Final::Done {
-                        doc: ResultDocument {
+                        doc: Box::new(ResultDocument {
                             result: Some(result.clone()),
                             ..d
-                        },
+                        }),
                         last: kind,
                     };
                 }
@@ -139,10 +139,10 @@ impl Proxy {
                     }
                     let d = self.document(worker, task, &doc, started_ms, started, "dead");
                     return Final::Done {
-                        doc: ResultDocument {
+                        doc: Box::new(ResultDocument {
                             error: Some(dead_letter_error(&a, message)),
                             ..d
-                        },
+                        }),
                         last: kind,
                     };
                 }

@@ -147,7 +147,7 @@ mod tests {
     #[test]
     fn a_bad_environment_value_is_named() {
         let env = env_of(&[("WORKERHOST_CONCURRENCY", "many")]);
-        let err = resolve(&Flags::default(), &HostConfig::default(), &env).unwrap_err();
+        let err = resolve(&Flags::default(), &HostConfig::default(), &env).expect_err("must fail");
         assert!(err.contains("WORKERHOST_CONCURRENCY"), "{err}");
     }
 

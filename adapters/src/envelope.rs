@@ -113,20 +113,24 @@ mod tests {
         let e = Envelope::parse(br#"{"id":"1","type":"T","params":{"a":1}}"#).expect("valid");
         assert_eq!(e.task_type, "T");
         assert_eq!(e.params["a"], 1);
-        assert!(Envelope::parse(b"nope").unwrap_err().contains("not JSON"));
+        assert!(
+            Envelope::parse(b"nope")
+                .expect_err("invalid")
+                .contains("not JSON")
+        );
         assert!(
             Envelope::parse(br#"{"type":"T"}"#)
-                .unwrap_err()
+                .expect_err("invalid")
                 .contains("missing field `id`")
         );
         assert!(
             Envelope::parse(br#"{"id":"7","params":{}}"#)
-                .unwrap_err()
+                .expect_err("invalid")
                 .contains("task 7: missing field `type`")
         );
         assert!(
             Envelope::parse(br#"{"id":"7","type":"T","params":[1]}"#)
-                .unwrap_err()
+                .expect_err("invalid")
                 .contains("params")
         );
         // ids arrive as numbers from some task managers

@@ -76,6 +76,7 @@ pub struct SqliteOptions {
     pub poll_interval: Duration,
 }
 
+/// The `sqlite` task manager; see the module docs.
 pub struct SqliteSource {
     conn: Arc<Mutex<Connection>>,
     /// The path as shown in error messages.
@@ -213,8 +214,10 @@ fn col(row: &Row<'_>, i: usize) -> rusqlite::Result<String> {
 }
 
 fn count(row: &Row<'_>, i: usize) -> rusqlite::Result<u32> {
-    let n: i64 = row.get(i)?;
-    Ok(u32::try_from(n.max(0)).unwrap_or(u32::MAX))
+    Ok(match row.get_ref(i)? {
+        ValueRef::Integer(n) => u32::try_from(n.max(0)).unwrap_or(u32::MAX),
+        _ => 0,
+    })
 }
 
 /// Reads a row of [`TAKE`]'s `RETURNING` clause.

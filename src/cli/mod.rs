@@ -15,7 +15,6 @@ use workerhost::config::{self, Config, ConfigError};
     version,
     about = "Runs tasks from a task manager in isolated per-worker processes."
 )]
-#[command(args_conflicts_with_subcommands = true)]
 pub struct Cli {
     /// Config file [default: $WORKERHOST_CONFIG, else ./workerhost_config.yaml]
     #[arg(long, global = true, value_name = "PATH")]
@@ -45,7 +44,7 @@ pub enum Command {
     },
 }
 
-#[derive(Debug, Args, Default, Clone)]
+#[derive(Debug, Args, Default, Clone, PartialEq)]
 pub struct RunArgs {
     /// Process until nothing can be claimed and nothing is in flight, then exit 0.
     #[arg(long)]
@@ -89,9 +88,14 @@ pub struct Usage(pub String);
 
 pub async fn dispatch(cli: Cli) -> u8 {
     let config_path = config_path(cli.config.as_deref());
+    let top_level_run_flags = cli.run != RunArgs::default();
     let result = match cli.command {
         None => run::run(&config_path, cli.run).await,
-        Some(Command::Run(args)) => run::run(&config_path, args).await,
+        Some(Command::Run(args)) => run::run(&config_path, merge(cli.run, args)).await,
+        Some(_) if top_level_run_flags => Err(Usage(
+            "--burst, --concurrency, --listen, --log-level, --log-format and --worker-id belong to `run`".into(),
+        )
+        .into()),
         Some(Command::Check) => commands::check(&config_path).await,
         Some(Command::Submit(t)) => commands::submit(&config_path, t).await,
         Some(Command::Exec(t)) => commands::exec(&config_path, t).await,
@@ -108,6 +112,18 @@ pub async fn dispatch(cli: Cli) -> u8 {
                 1
             }
         }
+    }
+}
+
+/// `workerhost --burst run --concurrency 2`: flags after `run` win over flags before it.
+fn merge(before: RunArgs, after: RunArgs) -> RunArgs {
+    RunArgs {
+        burst: before.burst || after.burst,
+        concurrency: after.concurrency.or(before.concurrency),
+        listen: after.listen.or(before.listen),
+        log_level: after.log_level.or(before.log_level),
+        log_format: after.log_format.or(before.log_format),
+        worker_id: after.worker_id.or(before.worker_id),
     }
 }
 

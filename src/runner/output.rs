@@ -140,7 +140,7 @@ mod tests {
 
     #[tokio::test]
     async fn read_capped_stops_at_the_cap() {
-        let data = vec![b'x'; 100];
+        let data = [b'x'; 100];
         assert_eq!(
             read_capped(&data[..], 100).await.map(|v| v.len()).ok(),
             Some(100)

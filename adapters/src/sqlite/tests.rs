@@ -2,40 +2,52 @@ use super::*;
 use std::collections::HashSet;
 use tempfile::TempDir;
 
+fn db_path(dir: &TempDir) -> PathBuf {
+    dir.path().join("db").join("tasks.db")
+}
+
 fn open(dir: &TempDir, host: &str, lease_ms: u64) -> SqliteSource {
+    let lease = Duration::from_millis(lease_ms);
+    let poll_interval = Duration::from_millis(50);
+    let (path, host_id) = (db_path(dir), host.into());
     SqliteSource::open(SqliteOptions {
-        path: dir.path().join("db").join("tasks.db"),
-        host_id: host.into(),
-        lease: Duration::from_millis(lease_ms),
-        poll_interval: Duration::from_millis(50),
+        path,
+        host_id,
+        lease,
+        poll_interval,
     })
     .expect("open")
 }
 
 fn raw_conn(dir: &TempDir) -> Connection {
-    Connection::open(dir.path().join("db").join("tasks.db")).expect("raw open")
+    Connection::open(db_path(dir)).expect("raw open")
+}
+
+fn raw_error(dir: &TempDir, id: &str) -> String {
+    let sql = "SELECT error FROM tasks WHERE id = ?1";
+    raw_conn(dir)
+        .query_row(sql, [id], |r| r.get(0))
+        .expect("error column")
 }
 
 fn env(id: &str, ty: &str) -> Envelope {
-    let mut params = serde_json::Map::new();
-    params.insert("n".into(), json!(id));
+    let params = json!({ "n": id }).as_object().cloned().unwrap_or_default();
+    let (id, task_type) = (id.into(), ty.into());
     Envelope {
-        id: id.into(),
-        task_type: ty.into(),
+        id,
+        task_type,
         params,
         correlation_id: None,
     }
 }
 
 fn req(slots: &[(&[&str], usize)]) -> ClaimRequest {
+    let slot = |(types, max): &(&[&str], usize)| {
+        let types = types.iter().map(|t| t.to_string()).collect();
+        ClaimSlot { types, max: *max }
+    };
     ClaimRequest {
-        slots: slots
-            .iter()
-            .map(|(types, max)| ClaimSlot {
-                types: types.iter().map(|t| t.to_string()).collect(),
-                max: *max,
-            })
-            .collect(),
+        slots: slots.iter().map(slot).collect(),
         known_types: Vec::new(),
     }
 }
@@ -61,22 +73,38 @@ fn ids(ds: &[Delivery]) -> Vec<String> {
     ds.iter().map(|d| d.lease.task_id.clone()).collect()
 }
 
+async fn claim(s: &SqliteSource, types: &[&str], max: usize) -> Vec<Delivery> {
+    s.claim(&req(&[(types, max)])).await.expect("claim")
+}
+
+async fn state(s: &SqliteSource, id: &str) -> TaskStatus {
+    s.status(id).await.expect("status").expect("known task")
+}
+
 async fn submit_all(s: &SqliteSource, tasks: &[(&str, &str)]) {
     for (id, ty) in tasks {
         s.submit(&env(id, ty)).await.expect("submit");
     }
 }
 
+fn is_lost(r: Result<(), AdapterError>) -> bool {
+    matches!(r, Err(AdapterError::LeaseLost { .. }))
+}
+
 #[tokio::test]
 async fn open_creates_schema_in_wal_mode_and_reopens() {
     let dir = TempDir::new().expect("tempdir");
     let s = open(&dir, "h1", 30_000);
-    assert_eq!(s.kind(), "sqlite");
-    assert_eq!(s.idle_wait(), Duration::from_millis(50));
+    assert_eq!(
+        (s.kind(), s.idle_wait()),
+        ("sqlite", Duration::from_millis(50))
+    );
     s.ping().await.expect("ping");
     drop(s);
-    let again = open(&dir, "h1", 30_000);
-    again.ping().await.expect("ping after reopen");
+    open(&dir, "h1", 30_000)
+        .ping()
+        .await
+        .expect("ping after reopen");
     let c = raw_conn(&dir);
     let v: i64 = c
         .pragma_query_value(None, "user_version", |r| r.get(0))
@@ -88,24 +116,22 @@ async fn open_creates_schema_in_wal_mode_and_reopens() {
     // a hand insert with only the essentials gets defaults
     c.execute("INSERT INTO tasks (id, type) VALUES ('h', 'T')", [])
         .expect("insert");
+    let sql = "SELECT status, enqueued_at FROM tasks WHERE id = 'h'";
     let (status, at): (String, i64) = c
-        .query_row(
-            "SELECT status, enqueued_at FROM tasks WHERE id = 'h'",
-            [],
-            |r| Ok((r.get(0)?, r.get(1)?)),
-        )
+        .query_row(sql, [], |r| Ok((r.get(0)?, r.get(1)?)))
         .expect("row");
     assert_eq!(status, "queued");
     assert!((now_ms() - at).abs() < 60_000, "enqueued_at {at}");
     c.pragma_update(None, "user_version", 99).expect("bump");
-    let err = SqliteSource::open(SqliteOptions {
-        path: dir.path().join("db").join("tasks.db"),
-        host_id: "h".into(),
-        lease: Duration::from_secs(1),
-        poll_interval: Duration::from_secs(1),
+    let (path, host_id, lease) = (db_path(&dir), "h".into(), Duration::from_secs(1));
+    let newer = SqliteSource::open(SqliteOptions {
+        path,
+        host_id,
+        lease,
+        poll_interval: lease,
     });
     assert!(
-        matches!(err, Err(AdapterError::Backend(m)) if m.contains("tasks.db") && m.contains("99"))
+        matches!(newer, Err(AdapterError::Backend(m)) if m.contains("tasks.db") && m.contains("99"))
     );
 }
 
@@ -113,18 +139,15 @@ async fn open_creates_schema_in_wal_mode_and_reopens() {
 async fn claim_respects_slot_max_types_and_fifo() {
     let dir = TempDir::new().expect("tempdir");
     let s = open(&dir, "h1", 30_000);
-    submit_all(
-        &s,
-        &[
-            ("a1", "A"),
-            ("b1", "B"),
-            ("a2", "A"),
-            ("c1", "C"),
-            ("a3", "A"),
-            ("b2", "B"),
-        ],
-    )
-    .await;
+    let tasks = [
+        ("a1", "A"),
+        ("b1", "B"),
+        ("a2", "A"),
+        ("c1", "C"),
+        ("a3", "A"),
+        ("b2", "B"),
+    ];
+    submit_all(&s, &tasks).await;
     let got = s
         .claim(&req(&[(&["A"], 2), (&["C", "B"], 2), (&["A"], 0)]))
         .await
@@ -134,30 +157,18 @@ async fn claim_respects_slot_max_types_and_fifo() {
         assert_eq!((d.deliveries, d.lease.receipt.as_str()), (1, "1"));
         let e = d.envelope.as_ref().expect("valid envelope");
         assert_eq!(
-            (e.id.as_str(), &e.params["n"]),
-            (d.lease.task_id.as_str(), &json!(d.lease.task_id))
+            (&e.id, &e.params["n"]),
+            (&d.lease.task_id, &json!(d.lease.task_id))
         );
     }
-    let st = s.status("a1").await.expect("status").expect("known");
+    let st = state(&s, "a1").await;
     assert_eq!(
         (st.status.as_str(), st.deliveries, st.result),
         ("running", 1, None)
     );
-    assert_eq!(
-        ids(&s.claim(&req(&[(&["D"], 5)])).await.expect("claim")),
-        Vec::<String>::new()
-    );
-    let rest = s
-        .claim(&req(&[(&["A", "B", "C"], 10)]))
-        .await
-        .expect("claim");
-    assert_eq!(ids(&rest), ["a3", "b2"]);
-    assert!(
-        s.claim(&req(&[(&["A", "B", "C"], 10)]))
-            .await
-            .expect("claim")
-            .is_empty()
-    );
+    assert!(claim(&s, &["D"], 5).await.is_empty());
+    assert_eq!(ids(&claim(&s, &["A", "B", "C"], 10).await), ["a3", "b2"]);
+    assert!(claim(&s, &["A", "B", "C"], 10).await.is_empty());
     assert!(s.status("nope").await.expect("status").is_none());
 }
 
@@ -166,17 +177,14 @@ async fn expired_lease_is_taken_over_and_old_holder_is_fenced() {
     let dir = TempDir::new().expect("tempdir");
     let (h1, h2) = (open(&dir, "h1", 200), open(&dir, "h2", 200));
     submit_all(&h1, &[("t1", "T"), ("t2", "T")]).await;
-    let first = h1.claim(&req(&[(&["T"], 2)])).await.expect("claim");
+    let first = claim(&h1, &["T"], 2).await;
     assert_eq!(ids(&first), ["t1", "t2"]);
     assert!(
-        h2.claim(&req(&[(&["T"], 5)]))
-            .await
-            .expect("claim")
-            .is_empty(),
+        claim(&h2, &["T"], 5).await.is_empty(),
         "live lease was stolen"
     );
     tokio::time::sleep(Duration::from_millis(300)).await;
-    let taken = h2.claim(&req(&[(&["T"], 5)])).await.expect("claim");
+    let taken = claim(&h2, &["T"], 5).await;
     assert_eq!(ids(&taken), ["t1", "t2"]);
     assert!(
         taken
@@ -185,62 +193,36 @@ async fn expired_lease_is_taken_over_and_old_holder_is_fenced() {
     );
 
     // t1: the old holder settles first, then the new one; t2: the new holder settles first.
-    let lost = h1
-        .settle(&first[0].lease, &doc("t1", "succeeded", "h1", json!("old")))
-        .await;
-    assert!(matches!(lost, Err(AdapterError::LeaseLost { id }) if id == "t1"));
+    let old = |id: &str| doc(id, "succeeded", "h1", json!("old"));
+    assert!(is_lost(h1.settle(&first[0].lease, &old("t1")).await));
+    assert_eq!(state(&h1, "t1").await.status, "running");
+    let old_lease = first[0].lease.clone();
     assert_eq!(
-        h1.status("t1")
+        h1.renew(std::slice::from_ref(&old_lease))
             .await
-            .expect("status")
-            .expect("known")
-            .status,
-        "running"
+            .expect("renew"),
+        [old_lease]
     );
-    assert_eq!(
-        h1.renew(&[first[0].lease.clone()]).await.expect("renew"),
-        [first[0].lease.clone()]
-    );
-    h2.settle(&taken[0].lease, &doc("t1", "succeeded", "h2", json!("new")))
-        .await
-        .expect("settle");
-    h2.settle(
-        &taken[1].lease,
-        &doc("t2", "dead", "h2", json!({"message": "boom"})),
-    )
-    .await
-    .expect("settle");
-    let lost = h1
-        .settle(&first[1].lease, &doc("t2", "succeeded", "h1", json!("old")))
-        .await;
-    assert!(matches!(lost, Err(AdapterError::LeaseLost { .. })));
+    let new = doc("t1", "succeeded", "h2", json!("new"));
+    h2.settle(&taken[0].lease, &new).await.expect("settle");
+    let dead = doc("t2", "dead", "h2", json!({"message": "boom"}));
+    h2.settle(&taken[1].lease, &dead).await.expect("settle");
+    assert!(is_lost(h1.settle(&first[1].lease, &old("t2")).await));
     assert!(
-        matches!(
-            h2.settle(&taken[1].lease, &doc("t2", "succeeded", "h2", json!(1)))
-                .await,
-            Err(AdapterError::LeaseLost { .. })
-        ),
+        is_lost(h2.settle(&taken[1].lease, &new).await),
         "settled twice"
     );
 
-    let t1 = h1.status("t1").await.expect("status").expect("known");
-    let r1 = t1.result.expect("result");
+    let t1 = state(&h1, "t1").await;
+    assert_eq!((t1.status.as_str(), t1.result), ("succeeded", Some(new)));
+    let t2 = state(&h1, "t2").await;
     assert_eq!(
-        (t1.status.as_str(), r1.result, r1.host.as_str()),
-        ("succeeded", Some(json!("new")), "h2")
+        (t2.status.as_str(), t2.deliveries, t2.result),
+        ("dead", 2, Some(dead))
     );
-    let t2 = h1.status("t2").await.expect("status").expect("known");
-    assert_eq!((t2.status.as_str(), t2.deliveries), ("dead", 2));
-    assert_eq!(t2.result.expect("result").host, "h2");
-    let err: String = raw_conn(&dir)
-        .query_row("SELECT error FROM tasks WHERE id = 't2'", [], |r| r.get(0))
-        .expect("row");
-    assert_eq!(err, "boom");
+    assert_eq!(raw_error(&dir, "t2"), "boom");
     assert!(
-        h2.claim(&req(&[(&["T"], 5)]))
-            .await
-            .expect("claim")
-            .is_empty(),
+        claim(&h2, &["T"], 5).await.is_empty(),
         "settled task delivered again"
     );
 }
@@ -250,39 +232,24 @@ async fn renew_keeps_a_task_past_its_first_lease() {
     let dir = TempDir::new().expect("tempdir");
     let (h1, h2) = (open(&dir, "h1", 300), open(&dir, "h2", 300));
     submit_all(&h1, &[("t", "T")]).await;
-    let d = h1.claim(&req(&[(&["T"], 1)])).await.expect("claim");
+    let lease = claim(&h1, &["T"], 1).await[0].lease.clone();
     for _ in 0..8 {
         tokio::time::sleep(Duration::from_millis(100)).await;
+        let lost = h1.renew(std::slice::from_ref(&lease)).await.expect("renew");
+        assert!(lost.is_empty(), "renewal refused");
         assert!(
-            h1.renew(&[d[0].lease.clone()])
-                .await
-                .expect("renew")
-                .is_empty(),
-            "renewal refused"
-        );
-        assert!(
-            h2.claim(&req(&[(&["T"], 1)]))
-                .await
-                .expect("claim")
-                .is_empty(),
+            claim(&h2, &["T"], 1).await.is_empty(),
             "renewed task taken over"
         );
     }
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(
-        ids(&h2.claim(&req(&[(&["T"], 1)])).await.expect("claim")),
-        ["t"]
-    );
+    assert_eq!(ids(&claim(&h2, &["T"], 1).await), ["t"]);
     let bogus = Lease {
         task_id: "t".into(),
         receipt: "x".into(),
     };
-    assert_eq!(
-        h1.renew(&[d[0].lease.clone(), bogus.clone()])
-            .await
-            .expect("renew"),
-        [d[0].lease.clone(), bogus]
-    );
+    let both = [lease, bogus];
+    assert_eq!(h1.renew(&both).await.expect("renew"), both);
 }
 
 #[tokio::test]
@@ -290,36 +257,20 @@ async fn release_requeues_without_counting_a_delivery() {
     let dir = TempDir::new().expect("tempdir");
     let s = open(&dir, "h1", 30_000);
     submit_all(&s, &[("t", "T")]).await;
-    let first = s.claim(&req(&[(&["T"], 1)])).await.expect("claim");
-    s.release(&first[0].lease).await.expect("release");
-    let st = s.status("t").await.expect("status").expect("known");
+    let first = claim(&s, &["T"], 1).await.remove(0).lease;
+    s.release(&first).await.expect("release");
+    let st = state(&s, "t").await;
     assert_eq!((st.status.as_str(), st.deliveries), ("queued", 0));
-    let again = s.claim(&req(&[(&["T"], 1)])).await.expect("claim");
-    assert_eq!(
-        (again[0].deliveries, again[0].lease.receipt.as_str()),
-        (1, "2")
-    );
-    assert!(matches!(
-        s.release(&first[0].lease).await,
-        Err(AdapterError::LeaseLost { .. })
-    ));
-    assert!(matches!(
-        s.settle(&first[0].lease, &doc("t", "succeeded", "h1", json!(1)))
-            .await,
-        Err(AdapterError::LeaseLost { .. })
-    ));
-    s.settle(&again[0].lease, &doc("t", "succeeded", "h1", json!(1)))
-        .await
-        .expect("settle");
-    assert!(matches!(
-        s.release(&again[0].lease).await,
-        Err(AdapterError::LeaseLost { .. })
-    ));
-    let bad = doc("t", "running", "h1", json!(1));
-    assert!(matches!(
-        s.settle(&again[0].lease, &bad).await,
-        Err(AdapterError::Invalid(_))
-    ));
+    let again = claim(&s, &["T"], 1).await.remove(0);
+    assert_eq!((again.deliveries, again.lease.receipt.as_str()), (1, "2"));
+    let ok = doc("t", "succeeded", "h1", json!(1));
+    assert!(is_lost(s.release(&first).await));
+    assert!(is_lost(s.settle(&first, &ok).await));
+    let running = doc("t", "running", "h1", json!(1));
+    let refused = s.settle(&again.lease, &running).await;
+    assert!(matches!(refused, Err(AdapterError::Invalid(_))));
+    s.settle(&again.lease, &ok).await.expect("settle");
+    assert!(is_lost(s.release(&again.lease).await));
 }
 
 #[tokio::test]
@@ -327,17 +278,9 @@ async fn duplicate_submit_is_refused() {
     let dir = TempDir::new().expect("tempdir");
     let s = open(&dir, "h1", 30_000);
     s.submit(&env("x", "A")).await.expect("submit");
-    assert!(
-        matches!(s.submit(&env("x", "B")).await, Err(AdapterError::Duplicate { id }) if id == "x")
-    );
-    assert_eq!(
-        s.status("x")
-            .await
-            .expect("status")
-            .expect("known")
-            .task_type,
-        "A"
-    );
+    let dup = s.submit(&env("x", "B")).await;
+    assert!(matches!(dup, Err(AdapterError::Duplicate { id }) if id == "x"));
+    assert_eq!(state(&s, "x").await.task_type, "A");
     assert!(matches!(
         s.submit(&env("", "B")).await,
         Err(AdapterError::Invalid(_))
@@ -348,90 +291,67 @@ async fn duplicate_submit_is_refused() {
 async fn malformed_rows_come_back_as_malformed() {
     let dir = TempDir::new().expect("tempdir");
     let s = open(&dir, "h1", 30_000);
-    let c = raw_conn(&dir);
-    c.execute_batch(
-        "INSERT INTO tasks (id, type, params) VALUES ('m1', 'T', '[1, 2]');
-         INSERT INTO tasks (id, type, params) VALUES ('ok', 'T', '{\"a\": 1}');
-         INSERT INTO tasks (id, type, params) VALUES ('m2', 'T', 'not json');
-         INSERT INTO tasks (id, type, params) VALUES ('m3', 'T', x'00ff');",
-    )
-    .expect("insert");
-    let got = s.claim(&req(&[(&["T"], 10)])).await.expect("claim");
+    raw_conn(&dir)
+        .execute_batch(
+            "INSERT INTO tasks (id, type, params) VALUES ('m1', 'T', '[1, 2]');
+             INSERT INTO tasks (id, type, params) VALUES ('ok', 'T', '{\"a\": 1}');
+             INSERT INTO tasks (id, type, params) VALUES ('m2', 'T', 'not json');
+             INSERT INTO tasks (id, type, params) VALUES ('m3', 'T', x'00ff');",
+        )
+        .expect("insert");
+    let got = claim(&s, &["T"], 10).await;
     assert_eq!(ids(&got), ["m1", "ok", "m2", "m3"]);
-    let bad = |i: usize| got[i].envelope.as_ref().expect_err("malformed").clone();
+    let bad = |i: usize| got[i].envelope.clone().expect_err("malformed");
+    let (m1, m2, m3) = (bad(0), bad(2), bad(3));
     assert!(
-        bad(0).reason.contains("not a JSON object") && bad(0).raw.contains("\"m1\""),
-        "{:?}",
-        bad(0)
+        m1.reason.contains("not a JSON object") && m1.raw.contains("\"m1\""),
+        "{m1:?}"
     );
     assert!(
-        bad(2).reason.contains("not JSON") && bad(2).raw.contains("not json"),
-        "{:?}",
-        bad(2)
+        m2.reason.contains("not JSON") && m2.raw.contains("not json"),
+        "{m2:?}"
     );
-    assert!(bad(3).reason.contains("not JSON"), "{:?}", bad(3));
+    assert!(m3.reason.contains("not JSON"), "{m3:?}");
     assert_eq!(got[1].envelope.as_ref().expect("valid").params["a"], 1);
-    s.settle(
-        &got[0].lease,
-        &doc("m1", "dead", "h1", json!("params is not a JSON object")),
-    )
-    .await
-    .expect("settle");
-    assert_eq!(
-        s.status("m1").await.expect("status").expect("known").status,
-        "dead"
-    );
+    let dead = doc("m1", "dead", "h1", json!("params is not a JSON object"));
+    s.settle(&got[0].lease, &dead).await.expect("settle");
+    assert_eq!(state(&s, "m1").await.status, "dead");
+    assert_eq!(raw_error(&dir, "m1"), "params is not a JSON object");
 }
 
 #[tokio::test]
 async fn unknown_types_are_dead_lettered() {
     let dir = TempDir::new().expect("tempdir");
     let s = open(&dir, "h1", 30_000);
+    submit_all(&s, &[("zr", "Z")]).await;
+    assert_eq!(ids(&claim(&s, &["Z"], 1).await), ["zr"]);
     submit_all(&s, &[("z1", "Z"), ("a1", "A")]).await;
-    let mut r = req(&[(&["A"], 10)]);
-    assert_eq!(ids(&s.claim(&r).await.expect("claim")), ["a1"]);
+    assert_eq!(ids(&claim(&s, &["A"], 10).await), ["a1"]);
     assert_eq!(
-        s.status("z1").await.expect("status").expect("known").status,
+        state(&s, "z1").await.status,
         "queued",
         "swept without known_types"
     );
     submit_all(&s, &[("z2", "Z")]).await;
+    let mut r = req(&[(&["A"], 10)]);
     r.known_types = vec!["A".into()];
     assert!(s.claim(&r).await.expect("claim").is_empty());
     for id in ["z1", "z2"] {
-        let st = s.status(id).await.expect("status").expect("known");
+        let st = state(&s, id).await;
         assert_eq!((st.status.as_str(), st.deliveries), ("dead", 0));
-        let doc = st.result.expect("result");
+        let d = st.result.expect("result");
+        let error = json!({"message": "no worker handles type Z", "outcome": "unknown_type"});
         assert_eq!(
-            doc.error,
-            Some(json!({"message": "no worker handles type Z", "outcome": "unknown_type"}))
+            (d.id.as_str(), d.task_type.as_str(), d.error),
+            (id, "Z", Some(error))
         );
-        assert_eq!(
-            (
-                doc.status.as_str(),
-                doc.attempts,
-                doc.worker,
-                doc.host.as_str()
-            ),
-            ("dead", 0, None, "h1")
-        );
-        assert_eq!(
-            (
-                doc.id.as_str(),
-                doc.task_type.as_str(),
-                doc.started_at.len()
-            ),
-            (id, "Z", 24)
-        );
+        assert_eq!((d.status.as_str(), d.attempts, d.worker), ("dead", 0, None));
+        assert_eq!((d.host.as_str(), d.started_at.len()), ("h1", 24));
     }
-    let err: String = raw_conn(&dir)
-        .query_row("SELECT error FROM tasks WHERE id = 'z2'", [], |r| r.get(0))
-        .expect("row");
-    assert_eq!(err, "no worker handles type Z");
-    assert_eq!(
-        s.status("a1").await.expect("status").expect("known").status,
-        "running"
-    );
+    assert_eq!(raw_error(&dir, "z2"), "no worker handles type Z");
+    for id in ["a1", "zr"] {
+        assert_eq!(state(&s, id).await.status, "running", "{id}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -448,15 +368,14 @@ async fn concurrent_hosts_never_share_a_task() {
         tokio::spawn(async move {
             let mut seen = Vec::new();
             loop {
-                let got = s.claim(&req(&[(&["T"], max)])).await.expect("claim");
+                let got = claim(&s, &["T"], max).await;
                 if got.is_empty() {
                     return seen;
                 }
                 assert!(got.len() <= max);
                 for d in got {
-                    s.settle(&d.lease, &doc(&d.lease.task_id, "succeeded", "h", json!(1)))
-                        .await
-                        .expect("settle");
+                    let ok = doc(&d.lease.task_id, "succeeded", "h", json!(1));
+                    s.settle(&d.lease, &ok).await.expect("settle");
                     seen.push(d.lease.task_id);
                 }
             }
@@ -470,15 +389,12 @@ async fn concurrent_hosts_never_share_a_task() {
         (a.len(), b.len()),
         "a host got a task twice"
     );
-    assert!(
-        sa.is_disjoint(&sb),
-        "both hosts got {:?}",
-        sa.intersection(&sb).collect::<Vec<_>>()
-    );
+    let both: Vec<_> = sa.intersection(&sb).collect();
+    assert!(both.is_empty(), "both hosts got {both:?}");
     assert_eq!(a.len() + b.len(), 200);
     assert!(
         !a.is_empty() && !b.is_empty(),
-        "one host did everything: {} / {}",
+        "one host did all: {} / {}",
         a.len(),
         b.len()
     );

@@ -1,0 +1,204 @@
+//! Test support: the built binary, temp projects with configs, real Python venvs, waiting helpers.
+
+#![allow(dead_code)]
+
+use serde_json::Value;
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::OnceLock;
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_workerhost");
+
+/// The real Python interpreter (never the pyenv shim on PATH, which costs ~75 ms a start).
+pub fn real_python() -> PathBuf {
+    static P: OnceLock<PathBuf> = OnceLock::new();
+    P.get_or_init(|| {
+        let out = Command::new("python3")
+            .args(["-c", "import sys; print(sys.executable)"])
+            .output()
+            .expect("python3 must be installed to run these tests");
+        assert!(out.status.success(), "python3 -c failed");
+        PathBuf::from(String::from_utf8_lossy(&out.stdout).trim())
+    })
+    .clone()
+}
+
+/// One real virtualenv per test binary, made with `python3 -m venv`; returns its `bin/python`.
+pub fn venv_python() -> PathBuf {
+    static V: OnceLock<(tempfile::TempDir, PathBuf)> = OnceLock::new();
+    V.get_or_init(|| {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let venv = dir.path().join("venv");
+        let st = Command::new(real_python())
+            .args(["-m", "venv", "--without-pip"])
+            .arg(&venv)
+            .status()
+            .expect("python3 -m venv");
+        assert!(st.success(), "python3 -m venv failed");
+        let py = venv.join("bin/python");
+        assert!(py.exists());
+        (dir, py)
+    })
+    .1
+    .clone()
+}
+
+/// A temp project folder with a config file and worker scripts.
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+impl Project {
+    pub fn new() -> Project {
+        Project {
+            dir: tempfile::tempdir().expect("tempdir"),
+        }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub fn file(&self, name: &str) -> PathBuf {
+        self.dir.path().join(name)
+    }
+
+    pub fn write(&self, name: &str, text: &str) -> PathBuf {
+        let p = self.file(name);
+        if let Some(parent) = p.parent() {
+            std::fs::create_dir_all(parent).expect("mkdir");
+        }
+        std::fs::write(&p, text).expect("write");
+        p
+    }
+
+    /// Writes `workerhost_config.yaml` with a sqlite queue in the project and the given workers
+    /// (YAML list items, indented by two spaces) and extra top-level YAML.
+    pub fn config(&self, host: &str, workers: &str) -> PathBuf {
+        let text = format!(
+            "version: \"1.0\"\nhost:\n  http: {{ listen: \"off\" }}\n{host}\ntask_manager:\n  type: sqlite\n  path: ./queue.db\n  lease_seconds: 2\n  poll_interval_ms: 20\ndefaults:\n  timeout: 20\n  max_retries: 2\n  retry: {{ base_delay_seconds: 0.01, backoff_multiplier: 2.0, max_delay_seconds: 0.05, jitter: false }}\nworkers:\n{workers}\n"
+        );
+        self.write("workerhost_config.yaml", &text)
+    }
+
+    pub fn cmd(&self, args: &[&str]) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("--config")
+            .arg(self.file("workerhost_config.yaml"))
+            .args(args)
+            .current_dir(self.path())
+            .env_remove("RUST_LOG")
+            .env_remove("WORKERHOST_CONFIG");
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Output {
+        self.cmd(args).output().expect("run workerhost")
+    }
+
+    pub fn submit(&self, task_type: &str, id: &str, params: &str) {
+        let out = self.run(&[
+            "submit", "--type", task_type, "--id", id, "--params", params,
+        ]);
+        assert!(out.status.success(), "submit failed: {}", text(&out.stderr));
+        assert_eq!(text(&out.stdout).trim(), id);
+    }
+
+    /// `workerhost status ID` as JSON (None when unknown).
+    pub fn status(&self, id: &str) -> Option<Value> {
+        let out = self.run(&["status", id]);
+        if !out.status.success() {
+            return None;
+        }
+        serde_json::from_slice(&out.stdout).ok()
+    }
+
+    pub fn spawn_host(&self, args: &[&str]) -> Child {
+        self.cmd(args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .spawn()
+            .expect("spawn host")
+    }
+}
+
+pub fn text(b: &[u8]) -> String {
+    String::from_utf8_lossy(b).into_owned()
+}
+
+/// Polls `f` until it returns true or `limit` passes.
+pub fn wait_until(limit: Duration, mut f: impl FnMut() -> bool) -> bool {
+    let end = Instant::now() + limit;
+    while Instant::now() < end {
+        if f() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(25));
+    }
+    f()
+}
+
+/// Waits for a child with a limit; kills it and panics when the limit passes.
+pub fn wait_child(child: &mut Child, limit: Duration) -> std::process::ExitStatus {
+    let end = Instant::now() + limit;
+    loop {
+        if let Some(st) = child.try_wait().expect("try_wait") {
+            return st;
+        }
+        if Instant::now() > end {
+            let _ = child.kill();
+            panic!("process did not exit within {limit:?}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+pub fn signal(child: &Child, sig: nix::sys::signal::Signal) {
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), sig).expect("kill");
+}
+
+pub fn pid_alive(pid: i32) -> bool {
+    // A zombie still "exists"; read its state to tell.
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Err(_) => false,
+        Ok(s) => !s
+            .rsplit(')')
+            .next()
+            .unwrap_or("")
+            .trim_start()
+            .starts_with('Z'),
+    }
+}
+
+/// Lines of a file (empty when missing).
+pub fn lines(p: &Path) -> Vec<String> {
+    std::fs::read_to_string(p)
+        .map(|s| s.lines().map(str::to_string).collect())
+        .unwrap_or_default()
+}
+
+/// A Python worker script that behaves as `body` says; it records each run in `runs.log`.
+pub fn python_worker(project: &Project, module: &str, body: &str) {
+    let src = format!(
+        "import json, os, sys, time, signal, subprocess\n\ndef main():\n    task = json.load(sys.stdin)\n    params = task.get('params') or {{}}\n    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), 'runs.log'), 'a') as f:\n        f.write(task['id'] + ' ' + str(task.get('attempt')) + '\\n')\n{}\n",
+        indent(body, 4)
+    );
+    project.write(&format!("{module}.py"), &src);
+}
+
+fn indent(s: &str, n: usize) -> String {
+    let pad = " ".repeat(n);
+    s.lines()
+        .map(|l| format!("{pad}{l}"))
+        .collect::<Vec<_>>()
+        .join("\n")
+}
+
+/// A worker entry for `Project::config` running `module.main` with the test venv.
+pub fn py_entry(name: &str, module: &str, task_type: &str, extra: &str) -> String {
+    format!(
+        "  - name: {name}\n    project_path: .\n    venv_python: {}\n    module: {module}\n    function: main\n    task_types: [\"{task_type}\"]\n{extra}",
+        venv_python().display()
+    )
+}
