@@ -137,6 +137,7 @@ impl Host {
             }
         }
         self.tracker.close();
+        self.source.stop_consuming().await;
         if !self.tracker.is_empty() {
             tracing::info!(
                 in_flight = self.tracker.len(),
@@ -155,6 +156,7 @@ impl Host {
         }
         renewer_stop.cancel();
         let _ = renewer.await;
+        self.source.close().await;
     }
 
     fn mark_up(&self, up: bool) {

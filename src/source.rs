@@ -1,38 +1,79 @@
 //! Opens the configured task manager.
 
 use crate::config::{Config, TaskManagerConfig};
+use std::time::Duration;
 use workerhost_adapters::Source;
 use workerhost_adapters::sqlite::{SqliteOptions, SqliteSource};
+use workerhost_adapters::{amqp, redis_streams};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
-    #[error("task manager type {0:?} is not available in this build yet (supported: sqlite)")]
+    #[error(
+        "task manager type {0:?} is not available in this build yet (supported: sqlite, redis, amqp)"
+    )]
     Unsupported(String),
     #[error(transparent)]
     Adapter(#[from] workerhost_adapters::AdapterError),
 }
 
 /// Opens the task manager of `cfg`; `host_id` owns the leases this process takes.
-pub fn open(cfg: &Config, host_id: &str) -> Result<Source, OpenError> {
+pub async fn open(cfg: &Config, host_id: &str) -> Result<Source, OpenError> {
     match &cfg.task_manager {
         TaskManagerConfig::Sqlite {
             path,
             lease,
             poll_interval,
-        } => Ok(Source::Sqlite(SqliteSource::open(SqliteOptions {
-            path: path.clone(),
-            host_id: host_id.to_string(),
-            lease: *lease,
-            poll_interval: *poll_interval,
-        })?)),
-        TaskManagerConfig::Other { kind, .. } => Err(OpenError::Unsupported(kind.clone())),
+        } => {
+            let opts = SqliteOptions {
+                path: path.clone(),
+                host_id: host_id.to_string(),
+                lease: *lease,
+                poll_interval: *poll_interval,
+            };
+            // Opening creates the file and schema: blocking work, off the runtime.
+            let s = tokio::task::spawn_blocking(move || SqliteSource::open(opts))
+                .await
+                .map_err(|e| OpenError::Unsupported(format!("sqlite open task failed: {e}")))??;
+            Ok(Source::Sqlite(s))
+        }
+        TaskManagerConfig::Other {
+            kind,
+            url,
+            settings,
+        } => {
+            let url = url.clone().unwrap_or_default();
+            match kind.as_str() {
+                "redis" => Ok(Source::Redis(
+                    redis_streams::RedisSource::connect(redis_streams::Options {
+                        url,
+                        host_id: host_id.to_string(),
+                        settings: settings.clone(),
+                    })
+                    .await?,
+                )),
+                "amqp" => Ok(Source::Amqp(
+                    amqp::AmqpSource::connect(amqp::Options {
+                        url,
+                        host_id: host_id.to_string(),
+                        settings: settings.clone(),
+                    })
+                    .await?,
+                )),
+                other => Err(OpenError::Unsupported(other.to_string())),
+            }
+        }
     }
 }
 
-/// The lease the host renews, from the config (default 30 s).
-pub fn lease_of(cfg: &Config) -> std::time::Duration {
+/// The lease the host renews, from the config (`lease_seconds`, default 30 s).
+pub fn lease_of(cfg: &Config) -> Duration {
     match &cfg.task_manager {
         TaskManagerConfig::Sqlite { lease, .. } => *lease,
-        TaskManagerConfig::Other { .. } => std::time::Duration::from_secs(30),
+        TaskManagerConfig::Other { settings, .. } => settings
+            .get("lease_seconds")
+            .and_then(|v| v.as_f64())
+            .filter(|s| *s > 0.0)
+            .map(Duration::from_secs_f64)
+            .unwrap_or(Duration::from_secs(30)),
     }
 }

@@ -10,7 +10,12 @@ use serde_json::{Map, Value};
 use std::future::Future;
 use std::time::Duration;
 
+#[cfg(feature = "amqp")]
+pub mod amqp;
 pub mod envelope;
+/// Redis streams (the module is not called `redis`, which would shadow the `redis` crate).
+#[cfg(feature = "redis")]
+pub mod redis_streams;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
 pub mod time;
@@ -130,12 +135,27 @@ pub trait TaskSource: Send + Sync {
 
     /// How long to wait before claiming again after a claim that returned nothing.
     fn idle_wait(&self) -> Duration;
+
+    /// The host will claim no more (shutdown began). Push-based adapters stop consuming and hand back
+    /// whatever they buffered but never handed out. In-flight deliveries are still settled or released.
+    fn stop_consuming(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Everything is settled or released; close connections.
+    fn close(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
 }
 
 /// Every adapter this build has, dispatched without `dyn` (the trait's futures are not object safe).
 pub enum Source {
     #[cfg(feature = "sqlite")]
     Sqlite(sqlite::SqliteSource),
+    #[cfg(feature = "redis")]
+    Redis(redis_streams::RedisSource),
+    #[cfg(feature = "amqp")]
+    Amqp(amqp::AmqpSource),
 }
 
 macro_rules! dispatch {
@@ -143,6 +163,10 @@ macro_rules! dispatch {
         match $self {
             #[cfg(feature = "sqlite")]
             Source::Sqlite($s) => $e,
+            #[cfg(feature = "redis")]
+            Source::Redis($s) => $e,
+            #[cfg(feature = "amqp")]
+            Source::Amqp($s) => $e,
         }
     };
 }
@@ -174,6 +198,12 @@ impl TaskSource for Source {
     }
     fn idle_wait(&self) -> Duration {
         dispatch!(self, s => s.idle_wait())
+    }
+    async fn stop_consuming(&self) {
+        dispatch!(self, s => s.stop_consuming().await)
+    }
+    async fn close(&self) {
+        dispatch!(self, s => s.close().await)
     }
 }
 

@@ -42,7 +42,7 @@ pub async fn check(path: &Path) -> anyhow::Result<u8> {
             println!("{mark}  worker {}: {}: {}", w.name, c.check, c.detail);
         }
     }
-    match workerhost::source::open(&cfg, &unique_host_id("check")) {
+    match workerhost::source::open(&cfg, &unique_host_id("check")).await {
         Err(e) => {
             failed += 1;
             println!("FAIL  task manager {}: {e}", cfg.task_manager.kind());
@@ -90,7 +90,7 @@ pub async fn submit(path: &Path, t: TaskArgs) -> anyhow::Result<u8> {
     let cfg = load(path)?;
     let registry = Registry::build(&cfg.workers, 1, None).map_err(Usage)?;
     let env = envelope(&registry.known_types(), &t, t.any_type)?;
-    let source = workerhost::source::open(&cfg, &unique_host_id("submit"))?;
+    let source = workerhost::source::open(&cfg, &unique_host_id("submit")).await?;
     match source.submit(&env).await {
         Ok(()) => {
             println!("{}", env.id);
@@ -172,7 +172,7 @@ pub fn workers(path: &Path) -> anyhow::Result<u8> {
 pub async fn status(path: &Path, id: &str) -> anyhow::Result<u8> {
     quiet_logging();
     let cfg = load(path)?;
-    let source = workerhost::source::open(&cfg, &unique_host_id("status"))?;
+    let source = workerhost::source::open(&cfg, &unique_host_id("status")).await?;
     match source.status(id).await? {
         Some(s) => {
             println!("{}", serde_json::to_string_pretty(&s)?);

@@ -51,7 +51,7 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     let s = resolve_settings(&args, &cfg)?;
     init_logging(&s.log_level, s.json_logs);
     let host_id = settings::unique_host_id(&s.host_name);
-    let source = workerhost::source::open(&cfg, &host_id)?;
+    let source = workerhost::source::open(&cfg, &host_id).await?;
     let registry = Registry::build(&cfg.workers, s.concurrency, None).map_err(Usage)?;
     if s.listen != "off" {
         tracing::info!(listen = %s.listen, "the HTTP endpoints are not served by this build yet");
