@@ -6,4 +6,5 @@ mod cli;
 mod outcomes;
 mod queue;
 mod shutdown;
+#[path = "../support/mod.rs"]
 mod support;

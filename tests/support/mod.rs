@@ -74,10 +74,19 @@ impl Project {
     }
 
     /// Writes `workerhost_config.yaml` with a sqlite queue in the project and the given workers
-    /// (YAML list items, indented by two spaces) and extra top-level YAML.
+    /// (YAML list items, indented by two spaces) and extra `host:` lines (indented by two spaces).
     pub fn config(&self, host: &str, workers: &str) -> PathBuf {
+        self.config_with(
+            "  type: sqlite\n  path: ./queue.db\n  lease_seconds: 2\n  poll_interval_ms: 20",
+            host,
+            workers,
+        )
+    }
+
+    /// Like [`Project::config`] with the given `task_manager:` body (indented by two spaces).
+    pub fn config_with(&self, task_manager: &str, host: &str, workers: &str) -> PathBuf {
         let text = format!(
-            "version: \"1.0\"\nhost:\n  http: {{ listen: \"off\" }}\n{host}\ntask_manager:\n  type: sqlite\n  path: ./queue.db\n  lease_seconds: 2\n  poll_interval_ms: 20\ndefaults:\n  timeout: 20\n  max_retries: 2\n  retry: {{ base_delay_seconds: 0.01, backoff_multiplier: 2.0, max_delay_seconds: 0.05, jitter: false }}\nworkers:\n{workers}\n"
+            "version: \"1.0\"\nhost:\n  http: {{ listen: \"off\" }}\n{host}\ntask_manager:\n{task_manager}\ndefaults:\n  timeout: 20\n  max_retries: 2\n  retry: {{ base_delay_seconds: 0.01, backoff_multiplier: 2.0, max_delay_seconds: 0.05, jitter: false }}\nworkers:\n{workers}\n"
         );
         self.write("workerhost_config.yaml", &text)
     }
