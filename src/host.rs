@@ -8,7 +8,7 @@ use crate::observers::{Event, EventKind, Observers};
 use crate::proxy::{Final, Proxy};
 use crate::registry::{Registry, WorkerEntry};
 use serde_json::json;
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -40,6 +40,44 @@ pub struct HostState {
     pub task_manager_up: AtomicBool,
     pub lost_leases: AtomicU64,
     pub in_flight: AtomicU64,
+    /// The tasks running here now, by task id (for the status page and the in-flight gauge).
+    pub tasks: Mutex<HashMap<String, RunningTask>>,
+}
+
+/// One task in flight on this host.
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct RunningTask {
+    pub task_id: String,
+    #[serde(rename = "type")]
+    pub task_type: String,
+    pub worker: String,
+    /// RFC 3339 UTC, when this delivery started here.
+    pub started_at: String,
+    #[serde(skip)]
+    pub started: Instant,
+    /// The attempt running now (updated by the status observer on `task_started`).
+    pub attempt: u32,
+}
+
+impl HostState {
+    /// The tasks in flight now, oldest first.
+    pub fn running_tasks(&self) -> Vec<RunningTask> {
+        let mut v: Vec<RunningTask> = match self.tasks.lock() {
+            Ok(t) => t.values().cloned().collect(),
+            Err(p) => p.into_inner().values().cloned().collect(),
+        };
+        v.sort_by_key(|t| t.started);
+        v
+    }
+
+    /// Records the attempt a running task is on.
+    pub fn set_attempt(&self, task_id: &str, attempt: u32) {
+        if let Ok(mut t) = self.tasks.lock()
+            && let Some(task) = t.get_mut(task_id)
+        {
+            task.attempt = attempt;
+        }
+    }
 }
 
 pub struct Host {
@@ -65,6 +103,7 @@ impl Host {
         let proxy = Proxy {
             host_id: opts.host_id.clone(),
             runner: proxy_runner,
+            remote: crate::runner::RemoteRunner::default(),
             observers,
         };
         Host {
@@ -78,6 +117,7 @@ impl Host {
                 task_manager_up: AtomicBool::new(true),
                 lost_leases: AtomicU64::new(0),
                 in_flight: AtomicU64::new(0),
+                tasks: Mutex::default(),
             }),
             leases: Arc::default(),
             done: Arc::default(),
@@ -261,6 +301,17 @@ impl Host {
         if let Ok(mut l) = self.leases.lock() {
             l.insert(d.lease.clone());
         }
+        if let Ok(mut t) = self.state.tasks.lock() {
+            let task = RunningTask {
+                task_id: env.id.clone(),
+                task_type: env.task_type.clone(),
+                worker: worker.config.name.clone(),
+                started_at: rfc3339_ms(now_ms()),
+                started: Instant::now(),
+                attempt: d.deliveries.max(1),
+            };
+            t.insert(env.id.clone(), task);
+        }
         let ctx = TaskCtx {
             source: self.source.clone(),
             proxy: self.proxy.clone(),
@@ -273,7 +324,7 @@ impl Host {
         self.tracker.spawn(async move {
             let _permits = ctx.permits(global, local, &worker).await;
             let first_attempt = d.deliveries.max(1);
-            let fin = ctx.proxy.run(&worker.config, &worker.stats, &env, first_attempt, &kill).await;
+            let fin = ctx.proxy.run(&worker, &env, first_attempt, &kill).await;
             match fin {
                 Final::Done { doc, .. } => {
                     let at = doc.finished_at.clone();
@@ -292,6 +343,9 @@ impl Host {
             }
             if let Ok(mut l) = ctx.leases.lock() {
                 l.remove(&d.lease);
+            }
+            if let Ok(mut t) = ctx.state.tasks.lock() {
+                t.remove(&env.id);
             }
             worker.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
             ctx.state.in_flight.fetch_sub(1, Ordering::SeqCst);
@@ -448,5 +502,5 @@ pub async fn exec_once(
     env: &Envelope,
     kill: &CancellationToken,
 ) -> Final {
-    proxy.run(&worker.config, &worker.stats, env, 1, kill).await
+    proxy.run(worker, env, 1, kill).await
 }

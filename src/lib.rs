@@ -7,6 +7,8 @@
 
 pub mod config;
 pub mod host;
+pub mod http;
+pub mod metrics;
 pub mod observers;
 pub mod probe;
 pub mod proxy;

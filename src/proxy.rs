@@ -1,10 +1,10 @@
 //! The policy around a runner: retries with exponential backoff and full jitter, outcome classification
 //! into a final result document, and events to the observers. One call handles one delivery of a task.
 
-use crate::config::{RetryPolicy, WorkerConfig};
+use crate::config::{RetryPolicy, WorkerConfig, WorkerKind};
 use crate::observers::{Event, EventKind, Observers};
-use crate::runner::{Attempt, Outcome, OutcomeKind, SpawnRunner};
-use crate::stats::WorkerStats;
+use crate::registry::WorkerEntry;
+use crate::runner::{Attempt, Outcome, OutcomeKind, RemoteRunner, SpawnRunner};
 use serde_json::{Map, Value, json};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -29,6 +29,7 @@ pub enum Final {
 pub struct Proxy {
     pub host_id: String,
     pub runner: SpawnRunner,
+    pub remote: RemoteRunner,
     pub observers: Observers,
 }
 
@@ -60,12 +61,13 @@ impl Proxy {
     /// deliveries count as attempts). `kill` ends it at once with [`Final::Released`].
     pub async fn run(
         &self,
-        worker: &WorkerConfig,
-        stats: &WorkerStats,
+        entry: &WorkerEntry,
         task: &Envelope,
         first_attempt: u32,
         kill: &CancellationToken,
     ) -> Final {
+        let worker = &entry.config;
+        let stats = &entry.stats;
         let started_ms = now_ms();
         let started = Instant::now();
         let mut doc = TaskDocument {
@@ -81,7 +83,11 @@ impl Proxy {
             e.attempt = Some(doc.attempt);
             self.observers.emit(e);
 
-            let a = self.runner.run(worker, &doc, kill).await;
+            let a = match (&worker.kind, &entry.pool) {
+                (WorkerKind::Remote { url }, _) => self.remote.run(worker, url, &doc, kill).await,
+                (_, Some(pool)) => pool.run(worker, &doc, kill).await,
+                _ => self.runner.run(worker, &doc, kill).await,
+            };
             forward_logs(&a, &task.id, &worker.name);
             let kind = a.outcome.kind();
             match &a.outcome {

@@ -11,6 +11,8 @@ pub struct WorkerStats {
     pub failed: AtomicU64,
     /// False after a spawn error, true again after the next successful start.
     pub healthy: AtomicBool,
+    /// Pool mode: processes retired and replaced (died, timed out, task limit).
+    pub restarts: std::sync::Arc<AtomicU64>,
     last: Mutex<Last>,
 }
 
@@ -28,6 +30,7 @@ impl Default for WorkerStats {
             succeeded: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            restarts: std::sync::Arc::default(),
             last: Mutex::new(Last::default()),
         }
     }

@@ -1,10 +1,49 @@
-//! Placeholder for the redis adapter: replaced by the real implementation.
+//! The `redis` task manager: one stream read through a consumer group.
+//!
+//! - Each entry has a field `task` holding the envelope (and, after a hand-back, `deliveries`: how many
+//!   deliveries came before this entry). The group (default `workerhost`) is created at id 0 with
+//!   `MKSTREAM` when missing, so entries already in the stream are read. The consumer name is the host id,
+//!   unique per host start.
+//! - A claim first takes over entries idle longer than the lease (`XAUTOCLAIM`, counting their delivery
+//!   count from the pending list), then reads new ones with a short blocking `XREADGROUP` on a connection of
+//!   its own (a blocked read on the shared connection would stall renewals and settles). It never reads
+//!   more than the host can start.
+//! - Renewal re-claims each in-flight entry to this consumer (`XCLAIM ... JUSTID`, idle back to 0), but only
+//!   an entry still held by this consumer: one taken over by another host is reported lost, never taken
+//!   back. Settling, hand-back and renewal are Lua scripts that check ownership in the same atomic step
+//!   (see [`scripts`]).
+//! - Settling stores the result document at `<stream>:result:<task id>` (with `result_ttl_seconds`), for
+//!   dead tasks too, and a dead letter in `<stream>:dead` (fields `task`, `error`, `attempts`), then acks
+//!   and deletes the entry, so the stream does not grow.
+//! - `submit` adds the entry and remembers the task id in the hash `<stream>:index` (task id -> entry id),
+//!   which `status` uses to tell queued from running; tasks added by hand have no index entry and show in
+//!   `status` only once they have a result.
+
+mod parse;
+mod scripts;
+#[cfg(test)]
+mod tests;
 
 use crate::{
     AdapterError, ClaimRequest, Delivery, Envelope, Lease, ResultDocument, TaskSource, TaskStatus,
 };
-use serde_json::{Map, Value};
-use std::time::Duration;
+use parse::{Redactor, Settings, text};
+use redis::aio::{ConnectionManager, ConnectionManagerConfig};
+use redis::{Cmd, RedisError, Value};
+use scripts::Scripts;
+use serde_json::{Map, Value as Json};
+use std::collections::HashSet;
+use std::sync::{Mutex, PoisonError};
+use std::time::{Duration, Instant};
+
+/// How often the pending list is scanned for entries of dead hosts, at most (less when the lease is short).
+const TAKEOVER_EVERY: Duration = Duration::from_secs(1);
+/// How often consumers of hosts long gone are removed from the group.
+const SWEEP_EVERY: Duration = Duration::from_secs(600);
+/// A consumer with nothing pending and idle this long belongs to a host that is gone.
+const SWEEP_IDLE_MS: u64 = 3_600_000;
+const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
+const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
 /// Connection settings, from `task_manager:` in the config.
 #[derive(Debug, Clone)]
@@ -12,49 +51,476 @@ pub struct Options {
     pub url: String,
     pub host_id: String,
     /// Every other key of `task_manager:` (typed JSON values; seconds as numbers).
-    pub settings: Map<String, Value>,
+    pub settings: Map<String, Json>,
 }
 
-pub struct RedisSource;
+/// Key names derived from the stream name.
+struct Keys {
+    stream: String,
+    dead: String,
+    index: String,
+}
 
-impl RedisSource {
-    pub async fn connect(_opts: Options) -> Result<RedisSource, AdapterError> {
-        Err(AdapterError::Backend(
-            "the redis adapter is not built yet".into(),
-        ))
+impl Keys {
+    fn result(&self, task_id: &str) -> String {
+        format!("{}:result:{task_id}", self.stream)
     }
 }
 
-fn missing() -> AdapterError {
-    AdapterError::Backend("the redis adapter is not built yet".into())
+struct Takeover {
+    cursor: String,
+    next: Instant,
+    next_sweep: Instant,
+}
+
+/// The `redis` task manager; see the module docs.
+pub struct RedisSource {
+    /// Renewals, settles, submits: short commands on one multiplexed, self-reconnecting connection.
+    conn: ConnectionManager,
+    /// The blocking `XREADGROUP` only.
+    reader: ConnectionManager,
+    keys: Keys,
+    group: String,
+    consumer: String,
+    cfg: Settings,
+    red: Redactor,
+    scripts: Scripts,
+    /// Entry ids this host holds (claimed, not yet settled or handed back).
+    inflight: Mutex<HashSet<String>>,
+    takeover: tokio::sync::Mutex<Takeover>,
+}
+
+impl RedisSource {
+    /// Prepares the connections (made lazily: a Redis that is down at start makes claims fail with
+    /// [`AdapterError::Unavailable`] until it is back) and creates the group if it is missing.
+    pub async fn connect(opts: Options) -> Result<RedisSource, AdapterError> {
+        let cfg = parse::settings(&opts.settings)?;
+        let url = if opts.url.trim().is_empty() {
+            parse::DEFAULT_URL.to_string()
+        } else {
+            opts.url.trim().to_string()
+        };
+        let red = Redactor::new(&url);
+        let bad = |e: RedisError| {
+            AdapterError::Invalid(format!(
+                "redis url {}: {}",
+                red.shown,
+                red.scrub(&e.to_string())
+            ))
+        };
+        let client = redis::Client::open(url.as_str()).map_err(bad)?;
+        let manager = |response: Duration| {
+            let c = ConnectionManagerConfig::new()
+                .set_connection_timeout(Some(CONNECT_TIMEOUT))
+                .set_response_timeout(Some(response))
+                // One attempt per request: the host backs off and reports the task manager down itself.
+                .set_number_of_retries(0);
+            ConnectionManager::new_lazy_with_config(client.clone(), c).map_err(bad)
+        };
+        let conn = manager(RESPONSE_TIMEOUT)?;
+        let reader = manager(Duration::from_millis(cfg.block_ms) + RESPONSE_TIMEOUT)?;
+        let now = Instant::now();
+        let source = RedisSource {
+            conn,
+            reader,
+            keys: Keys {
+                dead: format!("{}:dead", cfg.stream),
+                index: format!("{}:index", cfg.stream),
+                stream: cfg.stream.clone(),
+            },
+            group: cfg.group.clone(),
+            consumer: opts.host_id,
+            cfg,
+            red,
+            scripts: Scripts::new(),
+            inflight: Mutex::default(),
+            takeover: tokio::sync::Mutex::new(Takeover {
+                cursor: "0-0".into(),
+                next: now,
+                next_sweep: now,
+            }),
+        };
+        match source.ensure_group().await {
+            Err(AdapterError::Unavailable(e)) => {
+                tracing::warn!(error = %e, "redis is not reachable yet; the host retries");
+            }
+            other => other?,
+        }
+        Ok(source)
+    }
+
+    /// A Redis error as an adapter error, with the password scrubbed.
+    fn err(&self, e: &RedisError) -> AdapterError {
+        let msg = format!(
+            "redis at {}: {}",
+            self.red.shown,
+            self.red.scrub(&e.to_string())
+        );
+        let busy = matches!(
+            e.code(),
+            Some("LOADING" | "TRYAGAIN" | "CLUSTERDOWN" | "MASTERDOWN")
+        );
+        if e.is_io_error() || e.is_connection_dropped() || e.is_timeout() || busy {
+            AdapterError::Unavailable(msg)
+        } else {
+            AdapterError::Backend(msg)
+        }
+    }
+
+    async fn query(&self, cmd: &Cmd) -> Result<Value, AdapterError> {
+        let mut c = self.conn.clone();
+        cmd.query_async::<Value>(&mut c)
+            .await
+            .map_err(|e| self.err(&e))
+    }
+
+    fn eval(&self, script: &str, keys: &[&str]) -> Cmd {
+        let mut c = redis::cmd("EVAL");
+        c.arg(script).arg(keys.len()).arg(keys);
+        c
+    }
+
+    /// `XGROUP CREATE <stream> <group> 0 MKSTREAM`; an existing group is fine.
+    async fn ensure_group(&self) -> Result<(), AdapterError> {
+        let mut c = redis::cmd("XGROUP");
+        c.arg("CREATE")
+            .arg(&self.keys.stream)
+            .arg(&self.group)
+            .arg("0")
+            .arg("MKSTREAM");
+        let mut conn = self.conn.clone();
+        match c.query_async::<Value>(&mut conn).await {
+            Ok(_) => Ok(()),
+            Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
+            Err(e) => Err(self.err(&e)),
+        }
+    }
+
+    fn inflight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.inflight.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    /// Takes over entries idle past the lease (at most `want`), unless a scan ran a moment ago.
+    async fn take_over(&self, want: usize) -> Result<Vec<Delivery>, AdapterError> {
+        let mut t = self.takeover.lock().await;
+        let now = Instant::now();
+        if now >= t.next_sweep {
+            t.next_sweep = now + SWEEP_EVERY;
+            let idle = SWEEP_IDLE_MS.max(10 * self.cfg.lease.as_millis() as u64);
+            let mut c = self.eval(&self.scripts.sweep, &[&self.keys.stream]);
+            c.arg(&self.group).arg(idle);
+            match self.query(&c).await {
+                Ok(Value::Int(n)) if n > 0 => {
+                    tracing::info!(
+                        consumers = n,
+                        "removed consumers of hosts long gone from the group"
+                    )
+                }
+                Ok(_) => {}
+                Err(e) => tracing::debug!(error = %e, "consumer sweep failed"),
+            }
+        }
+        if now < t.next {
+            return Ok(Vec::new());
+        }
+        let own: Vec<String> = self.inflight().iter().cloned().collect();
+        let mut c = self.eval(&self.scripts.takeover, &[&self.keys.stream]);
+        c.arg(&self.group)
+            .arg(&self.consumer)
+            .arg(self.cfg.lease.as_millis() as u64)
+            .arg(&t.cursor)
+            .arg(want)
+            .arg(own);
+        let reply = match self.query(&c).await {
+            Err(AdapterError::Backend(m)) if m.contains("NOGROUP") => {
+                self.ensure_group().await?;
+                return Ok(Vec::new());
+            }
+            r => r?,
+        };
+        let mut parts = parse::items(reply).into_iter();
+        let cursor = parts
+            .next()
+            .as_ref()
+            .and_then(text)
+            .unwrap_or_else(|| "0-0".into());
+        let mut out = Vec::new();
+        for e in parse::items(parts.next().unwrap_or(Value::Nil)) {
+            let mut e = parse::items(e).into_iter();
+            let (Some(id), fields, count) = (e.next().as_ref().and_then(text), e.next(), e.next())
+            else {
+                continue;
+            };
+            let count = count
+                .as_ref()
+                .and_then(text)
+                .and_then(|n| n.parse().ok())
+                .unwrap_or(1);
+            let d = parse::delivery(&id, fields.and_then(parse::fields), count);
+            tracing::info!(task_id = %d.lease.task_id, entry = %id, deliveries = d.deliveries, "took over a task whose lease expired");
+            out.push(d);
+        }
+        let deleted: Vec<String> = parse::items(parts.next().unwrap_or(Value::Nil))
+            .iter()
+            .filter_map(text)
+            .collect();
+        if !deleted.is_empty() {
+            tracing::warn!(entries = ?deleted, "pending entries deleted from the stream were dropped from the group");
+        }
+        // Scan on at once while there is more to scan or the page was full; otherwise rest a moment.
+        let done = cursor == "0-0" && out.len() < want;
+        t.cursor = cursor;
+        t.next = if done {
+            now + TAKEOVER_EVERY.min(self.cfg.lease / 4)
+        } else {
+            now
+        };
+        Ok(out)
+    }
+
+    /// Reads up to `n` new entries, blocking up to `block_ms` when `block`.
+    async fn read_new(&self, n: usize, block: bool) -> Result<Vec<Delivery>, AdapterError> {
+        let mut c = redis::cmd("XREADGROUP");
+        c.arg("GROUP")
+            .arg(&self.group)
+            .arg(&self.consumer)
+            .arg("COUNT")
+            .arg(n);
+        if block {
+            c.arg("BLOCK").arg(self.cfg.block_ms);
+        }
+        c.arg("STREAMS").arg(&self.keys.stream).arg(">");
+        let mut r = self.reader.clone();
+        match c.query_async::<Value>(&mut r).await {
+            Ok(v) => Ok(parse::read_reply(v)
+                .into_iter()
+                .map(|(id, fields)| parse::delivery(&id, fields, 1))
+                .collect()),
+            // The stream or group is gone (deleted, or a Redis without persistence restarted).
+            Err(e) if e.code() == Some("NOGROUP") => {
+                self.ensure_group().await?;
+                Ok(Vec::new())
+            }
+            Err(e) => Err(self.err(&e)),
+        }
+    }
+
+    /// Runs a fenced script; `Ok(None)` means the entry is no longer ours.
+    async fn fenced(&self, lease: &Lease, c: Cmd) -> Result<Option<Value>, AdapterError> {
+        let v = self.query(&c).await?;
+        self.inflight().remove(&lease.receipt);
+        Ok(match v {
+            Value::Int(0) => None,
+            v => Some(v),
+        })
+    }
 }
 
 impl TaskSource for RedisSource {
     fn kind(&self) -> &'static str {
         "redis"
     }
-    async fn claim(&self, _req: &ClaimRequest) -> Result<Vec<Delivery>, AdapterError> {
-        Err(missing())
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Delivery>, AdapterError> {
+        let want = req.total();
+        if want == 0 {
+            return Ok(Vec::new());
+        }
+        let mut out = self.take_over(want).await?;
+        if out.len() < want {
+            // Block only when nothing was taken over: those must start now.
+            match self.read_new(want - out.len(), out.is_empty()).await {
+                Ok(more) => out.extend(more),
+                Err(e) if out.is_empty() => return Err(e),
+                Err(e) => tracing::warn!(error = %e, "cannot read new entries"),
+            }
+        }
+        self.inflight()
+            .extend(out.iter().map(|d| d.lease.receipt.clone()));
+        Ok(out)
     }
-    async fn renew(&self, _leases: &[Lease]) -> Result<Vec<Lease>, AdapterError> {
-        Err(missing())
+
+    async fn renew(&self, leases: &[Lease]) -> Result<Vec<Lease>, AdapterError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.eval(&self.scripts.renew, &[&self.keys.stream]);
+        c.arg(&self.group).arg(&self.consumer);
+        for l in leases {
+            c.arg(&l.receipt);
+        }
+        let lost: HashSet<String> = parse::items(self.query(&c).await?)
+            .iter()
+            .filter_map(text)
+            .collect();
+        Ok(leases
+            .iter()
+            .filter(|l| lost.contains(&l.receipt))
+            .cloned()
+            .collect())
     }
-    async fn settle(&self, _lease: &Lease, _doc: &ResultDocument) -> Result<(), AdapterError> {
-        Err(missing())
+
+    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
+        if doc.status != "succeeded" && doc.status != "dead" {
+            return Err(AdapterError::Invalid(format!(
+                "task {}: a result's status is succeeded or dead, not {:?}",
+                lease.task_id, doc.status
+            )));
+        }
+        let json = serde_json::to_string(doc)
+            .map_err(|e| AdapterError::Invalid(format!("task {}: result: {e}", lease.task_id)))?;
+        let result_key = self.keys.result(&lease.task_id);
+        let keys = [
+            &*self.keys.stream,
+            &self.keys.dead,
+            &result_key,
+            &self.keys.index,
+        ];
+        let mut c = self.eval(&self.scripts.settle, &keys);
+        c.arg(&self.group)
+            .arg(&self.consumer)
+            .arg(&lease.receipt)
+            .arg(&doc.status)
+            .arg(json)
+            .arg(self.cfg.result_ttl.as_millis().max(1) as u64)
+            .arg(parse::error_message(doc))
+            .arg(doc.attempts)
+            .arg(parse::fallback_task(doc))
+            .arg(&lease.task_id);
+        match self.fenced(lease, c).await? {
+            Some(Value::Int(2)) => {
+                tracing::debug!(task_id = %lease.task_id, "outcome was already recorded (retry after a lost reply)");
+                Ok(())
+            }
+            Some(_) => Ok(()),
+            None => Err(AdapterError::LeaseLost {
+                id: lease.task_id.clone(),
+            }),
+        }
     }
-    async fn release(&self, _lease: &Lease) -> Result<(), AdapterError> {
-        Err(missing())
+
+    /// Hands the entry back: re-added as a new entry (so a waiting host gets it at once) carrying the
+    /// deliveries before this one, then the old entry is acked and deleted. The task goes to the back of
+    /// the stream.
+    async fn release(&self, lease: &Lease) -> Result<(), AdapterError> {
+        let keys = [&*self.keys.stream, &self.keys.index];
+        let mut c = self.eval(&self.scripts.release, &keys);
+        c.arg(&self.group)
+            .arg(&self.consumer)
+            .arg(&lease.receipt)
+            .arg(&lease.task_id);
+        match self.fenced(lease, c).await? {
+            Some(_) => Ok(()),
+            None => Err(AdapterError::LeaseLost {
+                id: lease.task_id.clone(),
+            }),
+        }
     }
-    async fn submit(&self, _envelope: &Envelope) -> Result<(), AdapterError> {
-        Err(missing())
+
+    async fn submit(&self, envelope: &Envelope) -> Result<(), AdapterError> {
+        if envelope.id.is_empty() || envelope.task_type.is_empty() {
+            return Err(AdapterError::Invalid(
+                "a task needs a non-empty id and type".into(),
+            ));
+        }
+        let json = serde_json::to_string(envelope)
+            .map_err(|e| AdapterError::Invalid(format!("task {}: {e}", envelope.id)))?;
+        let result_key = self.keys.result(&envelope.id);
+        let keys = [&*self.keys.stream, &result_key, &self.keys.index];
+        let mut c = self.eval(&self.scripts.submit, &keys);
+        c.arg(&envelope.id).arg(json);
+        match self.query(&c).await? {
+            Value::Nil => Err(AdapterError::Duplicate {
+                id: envelope.id.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
-    async fn status(&self, _id: &str) -> Result<Option<TaskStatus>, AdapterError> {
-        Err(missing())
+
+    /// The result document while it is kept; else, for tasks enqueued with `submit`, `queued` or
+    /// `running` (in the pending list) with the delivery count. `deliveries` is 0 for settled tasks:
+    /// Redis keeps only the result document once the entry is acked.
+    async fn status(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
+        let mut get = redis::cmd("GET");
+        get.arg(self.keys.result(id));
+        if let Some(raw) = text(&self.query(&get).await?) {
+            let doc: ResultDocument = serde_json::from_str(&raw).map_err(|e| {
+                AdapterError::Backend(format!(
+                    "task {id}: stored result is not a result document: {e}"
+                ))
+            })?;
+            return Ok(Some(TaskStatus {
+                id: id.to_string(),
+                task_type: doc.task_type.clone(),
+                status: doc.status.clone(),
+                deliveries: 0,
+                result: Some(doc),
+            }));
+        }
+        let mut hget = redis::cmd("HGET");
+        hget.arg(&self.keys.index).arg(id);
+        let Some(entry) = text(&self.query(&hget).await?) else {
+            return Ok(None);
+        };
+        let mut range = redis::cmd("XRANGE");
+        range.arg(&self.keys.stream).arg(&entry).arg(&entry);
+        let Some(first) = parse::items(self.query(&range).await?).into_iter().next() else {
+            return Ok(None);
+        };
+        let fields = parse::items(first)
+            .into_iter()
+            .nth(1)
+            .and_then(parse::fields);
+        let mut pending = redis::cmd("XPENDING");
+        pending
+            .arg(&self.keys.stream)
+            .arg(&self.group)
+            .arg(&entry)
+            .arg(&entry)
+            .arg(1);
+        let pel = match self.query(&pending).await {
+            Ok(v) => parse::items(v).into_iter().next().map(parse::items),
+            Err(AdapterError::Backend(_)) => None, // no group yet: nobody has read it
+            Err(e) => return Err(e),
+        };
+        let count = pel
+            .as_ref()
+            .and_then(|p| p.get(3))
+            .and_then(text)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let d = parse::delivery(&entry, fields, count);
+        Ok(Some(TaskStatus {
+            id: id.to_string(),
+            task_type: d
+                .envelope
+                .as_ref()
+                .map(|e| e.task_type.clone())
+                .unwrap_or_default(),
+            status: if pel.is_some() { "running" } else { "queued" }.into(),
+            deliveries: if pel.is_some() {
+                d.deliveries
+            } else {
+                d.deliveries - 1
+            },
+            result: None,
+        }))
     }
+
     async fn ping(&self) -> Result<(), AdapterError> {
-        Err(missing())
+        self.query(&redis::cmd("PING")).await.map(drop)
     }
+
+    /// The blocking read already waited `block_ms`.
     fn idle_wait(&self) -> Duration {
-        Duration::from_millis(100)
+        Duration::from_millis(10)
+    }
+
+    async fn close(&self) {
+        let mut c = self.eval(&self.scripts.close, &[&self.keys.stream]);
+        c.arg(&self.group).arg(&self.consumer);
+        if let Err(e) = self.query(&c).await {
+            tracing::debug!(error = %e, "could not remove this host's consumer from the group");
+        }
     }
 }

@@ -88,7 +88,7 @@ fn envelope(cfg_types: &[String], t: &TaskArgs, allow_unknown: bool) -> anyhow::
 pub async fn submit(path: &Path, t: TaskArgs) -> anyhow::Result<u8> {
     quiet_logging();
     let cfg = load(path)?;
-    let registry = Registry::build(&cfg.workers, 1, None).map_err(Usage)?;
+    let registry = Registry::build(&cfg.workers, 1, cfg.host.kill_grace, None).map_err(Usage)?;
     let env = envelope(&registry.known_types(), &t, t.any_type)?;
     let source = workerhost::source::open(&cfg, &unique_host_id("submit")).await?;
     match source.submit(&env).await {
@@ -107,7 +107,7 @@ pub async fn exec(path: &Path, t: TaskArgs) -> anyhow::Result<u8> {
         &std::env::var("WORKERHOST_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
         false,
     );
-    let registry = Registry::build(&cfg.workers, 1, None).map_err(Usage)?;
+    let registry = Registry::build(&cfg.workers, 1, cfg.host.kill_grace, None).map_err(Usage)?;
     let env = envelope(&registry.known_types(), &t, false)?;
     let Some(worker) = registry.for_type(&env.task_type) else {
         return Err(Usage(format!("no worker handles type {}", env.task_type)).into());
@@ -117,6 +117,7 @@ pub async fn exec(path: &Path, t: TaskArgs) -> anyhow::Result<u8> {
         runner: SpawnRunner {
             kill_grace: cfg.host.kill_grace,
         },
+        remote: workerhost::runner::RemoteRunner::default(),
         observers: Observers::new(vec![Arc::new(LogObserver)]),
     };
     let kill = CancellationToken::new();

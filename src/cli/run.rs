@@ -5,10 +5,13 @@ use super::{RunArgs, Usage, load};
 use std::path::Path;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Duration;
 use tokio::signal::unix::{SignalKind, signal};
 use tokio_util::sync::CancellationToken;
 use workerhost::host::{Host, HostOptions};
-use workerhost::observers::{LogObserver, Observers};
+use workerhost::http::HttpState;
+use workerhost::metrics::Metrics;
+use workerhost::observers::{Hooks, LogObserver, Observer, Observers, StatusBoard};
 use workerhost::registry::Registry;
 use workerhost::runner::SpawnRunner;
 use workerhost::settings::{self, Flags, Settings};
@@ -46,16 +49,76 @@ pub fn resolve_settings(
     settings::resolve(&flags, &cfg.host, &|k| std::env::var(k).ok()).map_err(|e| Usage(e).into())
 }
 
+/// How long observer hooks may go on delivering queued events after the host stopped.
+const HOOK_DRAIN: Duration = Duration::from_secs(5);
+
+/// The operations side of a running host: metrics, the status board, the configured hooks.
+struct Ops {
+    metrics: Arc<Metrics>,
+    board: Arc<StatusBoard>,
+    hooks: Hooks,
+}
+
+impl Ops {
+    fn start(cfg: &workerhost::config::Config) -> anyhow::Result<Ops> {
+        let base = cfg.path.parent().unwrap_or(Path::new("/"));
+        let hooks = Hooks::start(&cfg.observers, base).map_err(anyhow::Error::msg)?;
+        let metrics = Arc::new(Metrics::new(hooks.counters.clone())?);
+        workerhost::metrics::install(metrics.clone());
+        Ok(Ops {
+            metrics,
+            board: Arc::new(StatusBoard::new(50)),
+            hooks,
+        })
+    }
+
+    /// Log, metrics and status first, then the configured hooks.
+    fn observers(&self) -> Observers {
+        let mut list: Vec<Arc<dyn Observer>> = vec![
+            Arc::new(LogObserver),
+            self.metrics.clone(),
+            self.board.clone(),
+        ];
+        list.extend(self.hooks.observers.iter().cloned());
+        Observers::new(list)
+    }
+}
+
+/// Binds the HTTP endpoints before anything else starts, so a taken port fails the start (exit 1).
+async fn bind_http(
+    listen: &str,
+    has_token: bool,
+) -> anyhow::Result<Option<tokio::net::TcpListener>> {
+    if listen == "off" {
+        return Ok(None);
+    }
+    let l = workerhost::http::bind(listen).await.map_err(|e| {
+        anyhow::anyhow!(
+            "cannot serve the HTTP endpoints on {listen}: {e} (set host.http.listen, --listen or WORKERHOST_LISTEN to a free address, or to off)"
+        )
+    })?;
+    let addr = l
+        .local_addr()
+        .map(|a| a.to_string())
+        .unwrap_or_else(|_| listen.to_string());
+    let loopback = l.local_addr().is_ok_and(|a| a.ip().is_loopback());
+    if !loopback && !has_token {
+        tracing::warn!(listen = %addr, "the HTTP endpoints listen beyond loopback without host.http.token: anyone who reaches this address can read them");
+    }
+    tracing::info!(listen = %addr, "HTTP endpoints: /health /workers /workers/{{name}}/health /metrics /");
+    Ok(Some(l))
+}
+
 pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     let cfg = load(config_path)?;
     let s = resolve_settings(&args, &cfg)?;
     init_logging(&s.log_level, s.json_logs);
     let host_id = settings::unique_host_id(&s.host_name);
     let source = workerhost::source::open(&cfg, &host_id).await?;
-    let registry = Registry::build(&cfg.workers, s.concurrency, None).map_err(Usage)?;
-    if s.listen != "off" {
-        tracing::info!(listen = %s.listen, "the HTTP endpoints are not served by this build yet");
-    }
+    let registry =
+        Registry::build(&cfg.workers, s.concurrency, cfg.host.kill_grace, None).map_err(Usage)?;
+    let listener = bind_http(&s.listen, cfg.host.token.is_some()).await?;
+    let ops = Ops::start(&cfg)?;
     tracing::info!(
         host = %host_id,
         config = %cfg.path.display(),
@@ -68,12 +131,12 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     let host = Host::new(
         source,
         registry,
-        Observers::new(vec![Arc::new(LogObserver)]),
+        ops.observers(),
         SpawnRunner {
             kill_grace: cfg.host.kill_grace,
         },
         HostOptions {
-            host_id,
+            host_id: host_id.clone(),
             concurrency: s.concurrency,
             shutdown_grace: cfg.host.shutdown_grace,
             lease: workerhost::source::lease_of(&cfg),
@@ -83,6 +146,24 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     let stop = CancellationToken::new();
     let kill = CancellationToken::new();
     let forced = Arc::new(AtomicBool::new(false));
+    ops.board.attach(host.state.clone());
+    let http_stop = CancellationToken::new();
+    let server = listener.map(|l| {
+        let state = HttpState {
+            host: host.state.clone(),
+            registry: host.registry_handle(),
+            metrics: ops.metrics.clone(),
+            board: ops.board.clone(),
+            host_id: host_id.clone(),
+            task_manager: cfg.task_manager.kind().to_string(),
+            token: cfg.host.token.clone(),
+        };
+        tokio::spawn(workerhost::http::serve(
+            l,
+            Arc::new(state),
+            http_stop.clone(),
+        ))
+    });
     let signals = tokio::spawn(handle_signals(
         stop.clone(),
         kill.clone(),
@@ -93,6 +174,15 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     ));
     host.run(stop, kill).await;
     signals.abort();
+    http_stop.cancel();
+    if let Some(server) = server {
+        match tokio::time::timeout(Duration::from_secs(2), server).await {
+            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the HTTP server failed"),
+            Err(_) => tracing::warn!("the HTTP server did not stop within 2 s"),
+            _ => {}
+        }
+    }
+    ops.hooks.drain(HOOK_DRAIN).await;
     if forced.load(Ordering::SeqCst) {
         tracing::warn!("stopped by a second signal");
         return Ok(130);
@@ -158,14 +248,43 @@ fn reload(registry: &std::sync::RwLock<Arc<Registry>>, path: &Path, concurrency:
     let Ok(mut guard) = registry.write() else {
         return;
     };
-    match Registry::build(&cfg.workers, concurrency, Some(&guard)) {
+    match Registry::build(&cfg.workers, concurrency, cfg.host.kill_grace, Some(&guard)) {
         Ok(new) => {
+            let (added, removed, changed) = registry_diff(&guard, &new);
             tracing::info!(
                 workers = new.workers().len(),
-                "worker registry reloaded (host and task manager settings apply at restart)"
+                added = %added.join(", "),
+                removed = %removed.join(", "),
+                changed = %changed.join(", "),
+                "worker registry reloaded: removed workers finish their in-flight tasks and take no more (host, task manager and observer settings apply at restart)"
             );
             *guard = Arc::new(new);
         }
         Err(e) => tracing::error!("reload rejected, keeping the current workers: {e}"),
     }
+}
+
+/// Names of the workers a reload adds, removes and changes.
+fn registry_diff(old: &Registry, new: &Registry) -> (Vec<String>, Vec<String>, Vec<String>) {
+    let names = |r: &Registry| -> Vec<String> {
+        r.workers().iter().map(|w| w.config.name.clone()).collect()
+    };
+    let added = names(new)
+        .into_iter()
+        .filter(|n| old.by_name(n).is_none())
+        .collect();
+    let removed = names(old)
+        .into_iter()
+        .filter(|n| new.by_name(n).is_none())
+        .collect();
+    let changed = new
+        .workers()
+        .iter()
+        .filter(|w| {
+            old.by_name(&w.config.name)
+                .is_some_and(|o| o.config != w.config)
+        })
+        .map(|w| w.config.name.clone())
+        .collect();
+    (added, removed, changed)
 }

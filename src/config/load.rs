@@ -197,7 +197,7 @@ fn host(ctx: &mut Ctx, root: &Mapping) -> HostConfig {
         .unwrap_or(&empty);
     let p = "host";
     let http = ctx
-        .mapping(m, p, "http", Some(&["listen"]))
+        .mapping(m, p, "http", Some(&["listen", "token"]))
         .unwrap_or(&empty);
     let listen = ctx.string(http, "host.http", "listen");
     if let Some(l) = listen.as_deref().filter(|l| *l != "off") {
@@ -229,6 +229,9 @@ fn host(ctx: &mut Ctx, root: &Mapping) -> HostConfig {
             .secs(m, p, "shutdown_grace_seconds", true)
             .unwrap_or(Duration::from_secs(30)),
         listen,
+        token: ctx
+            .string(http, "host.http", "token")
+            .filter(|t| !t.trim().is_empty()),
         log_level: ctx.string(logging, "host.logging", "level"),
         log_format,
         kill_grace: ctx

@@ -72,6 +72,9 @@ pub struct HostConfig {
     pub shutdown_grace: Duration,
     /// `Some("off")` disables the server.
     pub listen: Option<String>,
+    /// `host.http.token`: when set (non-empty), every endpoint but `/health` wants
+    /// `Authorization: Bearer <token>`.
+    pub token: Option<String>,
     pub log_level: Option<String>,
     pub log_format: Option<String>,
     /// How long a timed-out process group gets between SIGTERM and SIGKILL (spec: 5 s).
@@ -147,7 +150,7 @@ pub enum Mode {
 }
 
 /// One worker with every default applied.
-#[derive(Debug, Clone)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct WorkerConfig {
     pub name: String,
     pub kind: WorkerKind,

@@ -4,9 +4,15 @@
 //! slow (a webhook, a command) queues the event and does its work elsewhere. A failing observer never
 //! delays or fails a task.
 
+pub mod command;
+pub mod hooks;
 mod log;
+pub mod status;
+pub mod webhook;
 
+pub use hooks::Hooks;
 pub use log::LogObserver;
+pub use status::StatusBoard;
 
 use serde::Serialize;
 use std::sync::Arc;
@@ -26,6 +32,22 @@ pub enum EventKind {
 }
 
 impl EventKind {
+    pub const ALL: [EventKind; 8] = [
+        EventKind::TaskReceived,
+        EventKind::TaskStarted,
+        EventKind::TaskRetrying,
+        EventKind::TaskSucceeded,
+        EventKind::TaskFailed,
+        EventKind::TaskTimedOut,
+        EventKind::TaskDeadLettered,
+        EventKind::WorkerUnhealthy,
+    ];
+
+    /// The kind named `name` (`task_failed`), as in config `events:` lists.
+    pub fn parse(name: &str) -> Option<EventKind> {
+        EventKind::ALL.into_iter().find(|k| k.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             EventKind::TaskReceived => "task_received",

@@ -2,12 +2,16 @@
 //! classifies what happened into an [`Outcome`]. It never retries: that is the proxy's job.
 
 mod output;
+mod pool;
+mod remote;
 mod spawn;
 
 use serde_json::Value;
 use std::time::Duration;
 use workerhost_sdk::LogLine;
 
+pub use pool::Pool;
+pub use remote::RemoteRunner;
 pub use spawn::{SpawnRunner, command_for};
 
 /// What one attempt came to, as in the outcome table of the protocol.

@@ -64,36 +64,59 @@ impl Tail {
     }
 }
 
-/// Logs every stderr line with the task id and keeps the tail. Returns when stderr closes.
+/// Reads stderr line by line (each line cut at 4 KiB, so a worker cannot make the host buffer an endless
+/// line) and hands every line to `on_line`. Returns when stderr closes.
+pub async fn drain_lines<R: AsyncRead + Unpin>(r: R, mut on_line: impl FnMut(String)) {
+    let mut reader = BufReader::new(r);
+    let mut raw = Vec::new();
+    loop {
+        raw.clear();
+        match (&mut reader)
+            .take(LINE_MAX as u64)
+            .read_until(b'\n', &mut raw)
+            .await
+        {
+            Ok(0) | Err(_) => return,
+            Ok(_) => {
+                let cut = raw.last() != Some(&b'\n');
+                let mut line = String::from_utf8_lossy(&raw).trim_end().to_string();
+                if cut {
+                    line.push_str(" …[cut]");
+                    // Skip the rest of the overlong line.
+                    let mut rest = Vec::new();
+                    loop {
+                        rest.clear();
+                        match (&mut reader)
+                            .take(LINE_MAX as u64)
+                            .read_until(b'\n', &mut rest)
+                            .await
+                        {
+                            Ok(0) | Err(_) => break,
+                            Ok(_) if rest.last() == Some(&b'\n') => break,
+                            Ok(_) => {}
+                        }
+                    }
+                }
+                on_line(line);
+            }
+        }
+    }
+}
+
+/// Logs every stderr line of a spawned attempt with the task id and keeps the tail.
 pub async fn drain_stderr<R: AsyncRead + Unpin>(
     r: R,
     tail: Arc<Mutex<Tail>>,
     task_id: String,
     worker: String,
 ) {
-    let mut reader = BufReader::new(r);
-    let mut raw = Vec::new();
-    loop {
-        raw.clear();
-        match reader.read_until(b'\n', &mut raw).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => {
-                let mut line = String::from_utf8_lossy(&raw).trim_end().to_string();
-                if line.len() > LINE_MAX {
-                    let mut cut = LINE_MAX;
-                    while !line.is_char_boundary(cut) {
-                        cut -= 1;
-                    }
-                    line.truncate(cut);
-                    line.push_str(" …[cut]");
-                }
-                tracing::info!(target: "workerhost::worker", task_id = %task_id, worker = %worker, "stderr: {line}");
-                if let Ok(mut t) = tail.lock() {
-                    t.push(line);
-                }
-            }
+    drain_lines(r, |line| {
+        tracing::info!(target: "workerhost::worker", task_id = %task_id, worker = %worker, "stderr: {line}");
+        if let Ok(mut t) = tail.lock() {
+            t.push(line);
         }
-    }
+    })
+    .await
 }
 
 /// Parses stdout as a result document: the whole output, or else its last non-empty line (a worker that

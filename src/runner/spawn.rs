@@ -28,8 +28,9 @@ pub struct SpawnRunner {
     pub kill_grace: Duration,
 }
 
-/// The command line, working directory and environment for one attempt of `worker`.
-pub fn command_for(worker: &WorkerConfig, doc: &TaskDocument) -> Command {
+/// The command line, working directory and environment for `worker`: for one attempt (`doc`), or for a
+/// pool process (`None`), which learns each task from its stdin line instead of its environment.
+pub fn command_for(worker: &WorkerConfig, doc: Option<&TaskDocument>) -> Command {
     let mut cmd = match &worker.kind {
         WorkerKind::Python {
             interpreter,
@@ -70,11 +71,15 @@ pub fn command_for(worker: &WorkerConfig, doc: &TaskDocument) -> Command {
         }
     }
     cmd.envs(&worker.env);
-    cmd.env("WORKERHOST_TASK_ID", &doc.id)
-        .env("WORKERHOST_TASK_TYPE", &doc.task_type)
-        .env("WORKERHOST_ATTEMPT", doc.attempt.to_string())
-        .env("WORKERHOST_WORKER", &worker.name)
-        .env("WORKERHOST_MODE", "spawn");
+    cmd.env("WORKERHOST_WORKER", &worker.name);
+    match doc {
+        Some(doc) => cmd
+            .env("WORKERHOST_TASK_ID", &doc.id)
+            .env("WORKERHOST_TASK_TYPE", &doc.task_type)
+            .env("WORKERHOST_ATTEMPT", doc.attempt.to_string())
+            .env("WORKERHOST_MODE", "spawn"),
+        None => cmd.env("WORKERHOST_MODE", "pool"),
+    };
     cmd
 }
 
@@ -88,7 +93,7 @@ impl SpawnRunner {
         kill: &CancellationToken,
     ) -> Attempt {
         let started = Instant::now();
-        let mut cmd = command_for(worker, doc);
+        let mut cmd = command_for(worker, Some(doc));
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())

@@ -4,7 +4,9 @@
 
 mod cli;
 mod outcomes;
+mod pool;
 mod queue;
+mod remote;
 mod shutdown;
 #[path = "../support/mod.rs"]
 mod support;

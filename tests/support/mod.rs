@@ -211,3 +211,142 @@ pub fn py_entry(name: &str, module: &str, task_type: &str, extra: &str) -> Strin
         venv_python().display()
     )
 }
+
+/// A minimal HTTP/1.1 server on a free loopback port, answering every request with `answer(path, body)`
+/// = (status, body). Each request is handled on its own thread (so a hanging answer does not block the
+/// others). Returns the base URL; the server lives until the test process ends.
+pub fn http_stub(answer: impl Fn(&str, &str) -> (u16, String) + Send + Sync + 'static) -> String {
+    use std::io::{BufRead, BufReader, Read, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").expect("bind");
+    let addr = listener.local_addr().expect("addr");
+    let answer = std::sync::Arc::new(answer);
+    std::thread::spawn(move || {
+        for stream in listener.incoming() {
+            let Ok(mut stream) = stream else { continue };
+            let answer = answer.clone();
+            std::thread::spawn(move || {
+                let mut reader = BufReader::new(stream.try_clone().expect("clone"));
+                let mut request_line = String::new();
+                if reader.read_line(&mut request_line).is_err() {
+                    return;
+                }
+                let path = request_line
+                    .split_whitespace()
+                    .nth(1)
+                    .unwrap_or("/")
+                    .to_string();
+                let mut len = 0usize;
+                loop {
+                    let mut h = String::new();
+                    if reader.read_line(&mut h).is_err() || h.trim().is_empty() {
+                        break;
+                    }
+                    if let Some(v) = h.to_ascii_lowercase().strip_prefix("content-length:") {
+                        len = v.trim().parse().unwrap_or(0);
+                    }
+                }
+                let mut body = vec![0u8; len];
+                let _ = reader.read_exact(&mut body);
+                let (status, text) = answer(&path, &String::from_utf8_lossy(&body));
+                let _ = write!(
+                    stream,
+                    "HTTP/1.1 {status} X\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                    text.len()
+                );
+            });
+        }
+    });
+    format!("http://{addr}")
+}
+
+/// A free TCP port on loopback (bound, read, released).
+pub fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .expect("bind 127.0.0.1:0")
+        .port()
+}
+
+/// Whether a shared server the tests need is missing must fail the run (CI) or only skip the test.
+/// Returns false (after printing a notice) when the caller should skip; panics under `CI=true`.
+pub fn service_or_skip(name: &str, reachable: bool) -> bool {
+    if reachable {
+        return true;
+    }
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{name} is not reachable and CI=true: failing instead of skipping");
+    }
+    eprintln!("SKIPPED: {name} is not reachable (under CI=true this test fails)");
+    false
+}
+
+/// A private `redis-server` on a free port in a temp dir, for tests that stop and restart it. Killed
+/// when dropped.
+pub struct PrivateRedis {
+    pub port: u16,
+    pub dir: tempfile::TempDir,
+    args: Vec<String>,
+    child: Option<Child>,
+}
+
+impl PrivateRedis {
+    /// Starts `redis-server --port N --save "" --appendonly no` plus `extra` arguments (later ones win,
+    /// e.g. `--appendonly yes`).
+    pub fn start(extra: &[&str]) -> PrivateRedis {
+        let mut r = PrivateRedis {
+            port: free_port(),
+            dir: tempfile::tempdir().expect("tempdir"),
+            args: extra.iter().map(|s| s.to_string()).collect(),
+            child: None,
+        };
+        r.restart();
+        r
+    }
+
+    pub fn addr(&self) -> String {
+        format!("127.0.0.1:{}", self.port)
+    }
+
+    /// Starts it again on the same port and dir (after [`PrivateRedis::kill`]); waits until it answers.
+    pub fn restart(&mut self) {
+        let child = Command::new("redis-server")
+            .args(["--port", &self.port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(self.dir.path())
+            .args(&self.args)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server must be installed (apt-get install redis-server)");
+        self.child = Some(child);
+        let addr = self.addr();
+        let up = wait_until(Duration::from_secs(10), || {
+            use std::io::{Read, Write};
+            let Ok(mut s) = std::net::TcpStream::connect(&addr) else {
+                return false;
+            };
+            let mut buf = [0u8; 64];
+            s.write_all(b"PING\r\n").is_ok()
+                && s.read(&mut buf).is_ok_and(|n| {
+                    let reply = &buf[..n];
+                    reply.starts_with(b"+PONG") || reply.starts_with(b"-NOAUTH")
+                })
+        });
+        assert!(up, "private redis-server on {addr} did not start");
+    }
+
+    /// `kill -9` of the server.
+    pub fn kill(&mut self) {
+        if let Some(mut c) = self.child.take() {
+            let _ = c.kill();
+            let _ = c.wait();
+        }
+    }
+}
+
+impl Drop for PrivateRedis {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}

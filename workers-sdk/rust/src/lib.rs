@@ -18,7 +18,7 @@
 
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
-use std::io::{Read, Write};
+use std::io::{BufRead, Read, Write};
 
 /// Exit codes of the protocol.
 pub mod exit {
@@ -172,12 +172,20 @@ impl WorkerError {
     }
 }
 
-/// Runs one task in spawn mode: reads the task document from stdin, calls `handler`, writes the result
-/// document to stdout and exits with the protocol's code. Never returns.
+/// Runs a worker around `handler` and never returns.
+///
+/// Spawn mode (the default, `WORKERHOST_MODE` unset or `spawn`): reads one task document from stdin,
+/// writes one result document to stdout and exits with the protocol's code. Pool mode
+/// (`WORKERHOST_MODE=pool`, set by the host): reads one task per line and answers one result per line,
+/// carrying the task's `id`, until stdin closes. A panic in the handler is a retriable failure.
 pub fn run<F>(handler: F) -> !
 where
-    F: FnOnce(&TaskDocument) -> Result<Value, WorkerError>,
+    F: Fn(&TaskDocument) -> Result<Value, WorkerError>,
 {
+    if std::env::var("WORKERHOST_MODE").as_deref() == Ok("pool") {
+        run_pool(&handler);
+        std::process::exit(exit::SUCCESS)
+    }
     let mut input = String::new();
     let (doc, code) = match std::io::stdin().read_to_string(&mut input) {
         Err(e) => (
@@ -195,19 +203,74 @@ where
                 ),
                 exit::FATAL,
             ),
-            Ok(task) => outcome_of(handler(&task)),
+            Ok(task) => outcome_of(call(&handler, &task)),
         },
     };
     let mut out = std::io::stdout().lock();
-    let written = serde_json::to_writer(&mut out, &doc)
-        .map_err(std::io::Error::other)
-        .and_then(|_| out.write_all(b"\n"))
-        .and_then(|_| out.flush());
-    if let Err(e) = written {
+    if let Err(e) = write_line(&mut out, &doc) {
         eprintln!("workerhost-sdk: cannot write the result: {e}");
         std::process::exit(exit::RETRIABLE);
     }
     std::process::exit(code)
+}
+
+/// Pool mode on stdin and stdout.
+pub fn run_pool<F>(handler: &F)
+where
+    F: Fn(&TaskDocument) -> Result<Value, WorkerError>,
+{
+    serve_lines(std::io::stdin().lock(), std::io::stdout(), handler);
+}
+
+/// Pool mode: one task per input line, one result per output line (carrying the task's `id`), until
+/// the input ends. A line that is not a task gets a non-retriable answer with `"id": null`.
+pub fn serve_lines<F>(input: impl BufRead, mut out: impl Write, handler: &F)
+where
+    F: Fn(&TaskDocument) -> Result<Value, WorkerError>,
+{
+    for line in input.lines() {
+        let Ok(line) = line else { return };
+        if line.trim().is_empty() {
+            continue;
+        }
+        let doc = match serde_json::from_str::<TaskDocument>(&line) {
+            Ok(task) => {
+                let mut doc = outcome_of(call(handler, &task)).0;
+                doc.id = Some(task.id.clone());
+                doc
+            }
+            Err(e) => WorkerResult::failed(
+                ErrorField::Message(format!("line is not a task document: {e}")),
+                false,
+            ),
+        };
+        if write_line(&mut out, &doc).is_err() {
+            return;
+        }
+    }
+}
+
+fn call<F>(handler: &F, task: &TaskDocument) -> Result<Value, WorkerError>
+where
+    F: Fn(&TaskDocument) -> Result<Value, WorkerError>,
+{
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| handler(task))) {
+        Ok(r) => r,
+        Err(p) => {
+            let msg = p
+                .downcast_ref::<&str>()
+                .map(|s| s.to_string())
+                .or_else(|| p.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "panic".into());
+            Err(WorkerError::Retriable(format!("worker panicked: {msg}")))
+        }
+    }
+}
+
+fn write_line(out: &mut impl Write, doc: &WorkerResult) -> std::io::Result<()> {
+    serde_json::to_writer(&mut *out, doc).map_err(std::io::Error::other)?;
+    out.write_all(b"\n")?;
+    out.flush()
 }
 
 /// Maps a handler's return value to the result document and exit code.
@@ -259,6 +322,43 @@ mod tests {
             serde_json::from_str(r#"{"success": false, "error": "quota exceeded"}"#)
                 .expect("parses");
         assert!(c.is_retriable());
+    }
+
+    #[test]
+    fn pool_mode_answers_each_line_with_its_id_and_survives_panics() {
+        let input = b"{\"id\":\"a\",\"type\":\"T\",\"params\":{\"n\":1}}\nnot json\n\n{\"id\":\"b\",\"type\":\"T\",\"params\":{}}\n{\"id\":\"c\",\"type\":\"T\",\"params\":{\"fatal\":true}}\n";
+        let mut out = Vec::new();
+        serve_lines(&input[..], &mut out, &|t: &TaskDocument| {
+            if t.params.contains_key("fatal") {
+                return Err(WorkerError::fatal("no"));
+            }
+            match t.params.get("n") {
+                Some(n) => Ok(n.clone()),
+                None => panic!("boom"),
+            }
+        });
+        let lines: Vec<WorkerResult> = String::from_utf8_lossy(&out)
+            .lines()
+            .map(|l| serde_json::from_str(l).expect("a result per line"))
+            .collect();
+        assert_eq!(lines.len(), 4);
+        assert_eq!(lines[0].id.as_deref(), Some("a"));
+        assert_eq!(lines[0].result, Some(serde_json::json!(1)));
+        assert_eq!(lines[1].id, None);
+        assert!(!lines[1].is_retriable());
+        assert_eq!(lines[2].id.as_deref(), Some("b"));
+        assert!(
+            !lines[2].success && lines[2].is_retriable(),
+            "a panic is retriable"
+        );
+        assert!(
+            lines[2]
+                .error
+                .as_ref()
+                .is_some_and(|e| e.message().contains("boom"))
+        );
+        assert_eq!(lines[3].id.as_deref(), Some("c"));
+        assert!(!lines[3].is_retriable());
     }
 
     #[test]

@@ -1,0 +1,277 @@
+//! Settings, URL redaction, and reading Redis replies into deliveries.
+
+use crate::{AdapterError, Delivery, Envelope, Lease, Malformed, ResultDocument};
+use redis::Value;
+use serde_json::{Map, Value as Json, json};
+use std::time::Duration;
+
+pub(super) const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
+/// `block_ms` above this is lowered: the host does not interrupt a claim to stop.
+pub(super) const MAX_BLOCK_MS: u64 = 10_000;
+
+/// The adapter's `task_manager:` keys, checked and defaulted.
+#[derive(Debug, Clone, PartialEq)]
+pub(super) struct Settings {
+    pub stream: String,
+    pub group: String,
+    pub lease: Duration,
+    pub result_ttl: Duration,
+    pub block_ms: u64,
+}
+
+pub(super) fn settings(s: &Map<String, Json>) -> Result<Settings, AdapterError> {
+    let text = |k: &str, default: &str| -> Result<String, AdapterError> {
+        match s.get(k) {
+            None | Some(Json::Null) => Ok(default.to_string()),
+            Some(Json::String(v)) if !v.is_empty() => Ok(v.clone()),
+            Some(_) => Err(AdapterError::Invalid(format!(
+                "task_manager.{k} must be a non-empty string"
+            ))),
+        }
+    };
+    let secs = |k: &str, default: f64| -> Result<Duration, AdapterError> {
+        match s.get(k) {
+            None | Some(Json::Null) => Ok(Duration::from_secs_f64(default)),
+            Some(v) => v
+                .as_f64()
+                .filter(|x| *x > 0.0 && x.is_finite() && *x < 1e9)
+                .map(Duration::from_secs_f64)
+                .ok_or_else(|| {
+                    AdapterError::Invalid(format!(
+                        "task_manager.{k} must be a positive number of seconds"
+                    ))
+                }),
+        }
+    };
+    let block_ms = match s.get("block_ms") {
+        None | Some(Json::Null) => 1000,
+        Some(v) => v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
+            AdapterError::Invalid("task_manager.block_ms must be a positive integer".into())
+        })?,
+    };
+    if block_ms > MAX_BLOCK_MS {
+        tracing::warn!(
+            block_ms,
+            max = MAX_BLOCK_MS,
+            "task_manager.block_ms lowered: a claim is not interrupted on shutdown"
+        );
+    }
+    Ok(Settings {
+        stream: text("stream", "workerhost:tasks")?,
+        group: text("group", "workerhost")?,
+        lease: secs("lease_seconds", 30.0)?,
+        result_ttl: secs("result_ttl_seconds", 86_400.0)?,
+        block_ms: block_ms.min(MAX_BLOCK_MS),
+    })
+}
+
+/// Hides the password of a URL in everything shown: `redis://user:***@host:6379/0`.
+#[derive(Debug, Clone)]
+pub(super) struct Redactor {
+    pub shown: String,
+    /// The password as written and percent-decoded, to scrub from error texts too.
+    secrets: Vec<String>,
+}
+
+impl Redactor {
+    pub fn new(url: &str) -> Redactor {
+        let Some((scheme, rest)) = url.split_once("://") else {
+            return Redactor {
+                shown: url.to_string(),
+                secrets: Vec::new(),
+            };
+        };
+        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
+        let (authority, tail) = rest.split_at(end);
+        let Some((userinfo, host)) = authority.rsplit_once('@') else {
+            return Redactor {
+                shown: url.to_string(),
+                secrets: Vec::new(),
+            };
+        };
+        let (user, password) = match userinfo.split_once(':') {
+            Some((u, p)) => (u, p),
+            // `redis://secret@host`: some clients read a lone user part as the password.
+            None => ("", userinfo),
+        };
+        let mut secrets = Vec::new();
+        if !password.is_empty() {
+            secrets.push(password.to_string());
+            let decoded = percent_decode(password);
+            if decoded != password {
+                secrets.push(decoded);
+            }
+        }
+        let shown = if password.is_empty() {
+            url.to_string()
+        } else {
+            format!("{scheme}://{user}:***@{host}{tail}")
+        };
+        Redactor { shown, secrets }
+    }
+
+    /// `text` with every occurrence of the password replaced (passwords shorter than 3 characters are
+    /// only hidden in the URL: scrubbing them would garble every message).
+    pub fn scrub(&self, text: &str) -> String {
+        let mut out = text.to_string();
+        for s in self.secrets.iter().filter(|s| s.chars().count() >= 3) {
+            out = out.replace(s.as_str(), "***");
+        }
+        out
+    }
+}
+
+fn percent_decode(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        let hex = |c: u8| (c as char).to_digit(16);
+        if b[i] == b'%'
+            && i + 2 < b.len()
+            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
+        {
+            out.push((h * 16 + l) as u8);
+            i += 3;
+            continue;
+        }
+        out.push(b[i]);
+        i += 1;
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A reply element as text (bulk and simple strings, numbers).
+pub(super) fn text(v: &Value) -> Option<String> {
+    match v {
+        Value::BulkString(b) => Some(String::from_utf8_lossy(b).into_owned()),
+        Value::SimpleString(s) => Some(s.clone()),
+        Value::VerbatimString { text, .. } => Some(text.clone()),
+        Value::Int(i) => Some(i.to_string()),
+        Value::Okay => Some("OK".into()),
+        _ => None,
+    }
+}
+
+pub(super) fn items(v: Value) -> Vec<Value> {
+    match v {
+        Value::Array(a) | Value::Set(a) => a,
+        Value::Map(m) => m.into_iter().flat_map(|(k, v)| [k, v]).collect(),
+        _ => Vec::new(),
+    }
+}
+
+/// An entry's field/value list; `None` when the entry is gone (nil).
+pub(super) fn fields(v: Value) -> Option<Vec<(String, String)>> {
+    if matches!(v, Value::Nil) {
+        return None;
+    }
+    let flat: Vec<String> = items(v)
+        .iter()
+        .map(|x| text(x).unwrap_or_default())
+        .collect();
+    Some(
+        flat.chunks(2)
+            .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
+            .collect(),
+    )
+}
+
+/// The entries of an `XREADGROUP` reply: `(entry id, fields)`.
+pub(super) fn read_reply(v: Value) -> Vec<(String, Option<Vec<(String, String)>>)> {
+    let mut out = Vec::new();
+    for stream in items(v) {
+        let mut parts = items(stream).into_iter();
+        let (Some(_key), Some(entries)) = (parts.next(), parts.next()) else {
+            continue;
+        };
+        for e in items(entries) {
+            let mut e = items(e).into_iter();
+            if let Some(id) = e.next().as_ref().and_then(text) {
+                out.push((id, e.next().and_then(fields)));
+            }
+        }
+    }
+    out
+}
+
+/// A delivery from a stream entry. `pel_count` is the delivery count of the pending list; the entry's
+/// own `deliveries` field (set when a host handed the task back) adds the deliveries before it.
+pub(super) fn delivery(
+    entry_id: &str,
+    fields: Option<Vec<(String, String)>>,
+    pel_count: u32,
+) -> Delivery {
+    let fields = fields.unwrap_or_default();
+    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
+    let prior = get("deliveries")
+        .and_then(|d| d.trim().parse::<u32>().ok())
+        .unwrap_or(0);
+    let deliveries = pel_count.max(1).saturating_add(prior);
+    let (envelope, task_id) = match get("task") {
+        None => {
+            let raw: Map<String, Json> = fields
+                .iter()
+                .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+                .collect();
+            let m = Malformed {
+                raw: Json::Object(raw).to_string(),
+                reason: format!("stream entry {entry_id} has no `task` field"),
+            };
+            (Err(m), entry_id.to_string())
+        }
+        Some(raw) => match Envelope::parse(raw.as_bytes()) {
+            Ok(env) => {
+                let id = env.id.clone();
+                (Ok(env), id)
+            }
+            Err(reason) => {
+                // Keep the task's own id when it has one, so that `status ID` finds the dead letter.
+                let id = serde_json::from_str::<Json>(raw)
+                    .ok()
+                    .and_then(|v| match v.get("id") {
+                        Some(Json::String(s)) if !s.is_empty() => Some(s.clone()),
+                        Some(Json::Number(n)) => Some(n.to_string()),
+                        _ => None,
+                    })
+                    .unwrap_or_else(|| entry_id.to_string());
+                let m = Malformed {
+                    raw: raw.clone(),
+                    reason: format!("stream entry {entry_id}: {reason}"),
+                };
+                (Err(m), id)
+            }
+        },
+    };
+    Delivery {
+        lease: Lease {
+            task_id,
+            receipt: entry_id.to_string(),
+        },
+        envelope,
+        deliveries,
+    }
+}
+
+/// The short error kept in the dead-letter entry's `error` field.
+pub(super) fn error_message(doc: &ResultDocument) -> String {
+    match doc.error.as_ref() {
+        None => "dead".to_string(),
+        Some(Json::Object(m)) => match m.get("message") {
+            Some(Json::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => Json::Object(m.clone()).to_string(),
+        },
+        Some(Json::String(s)) => s.clone(),
+        Some(other) => other.to_string(),
+    }
+}
+
+/// What goes into the dead letter's `task` field when the entry itself is gone: the raw message the host
+/// kept for malformed ones, else the envelope's id and type.
+pub(super) fn fallback_task(doc: &ResultDocument) -> String {
+    match doc.error.as_ref().and_then(|e| e.get("raw")) {
+        Some(Json::String(raw)) => raw.clone(),
+        _ => json!({"id": doc.id, "type": doc.task_type}).to_string(),
+    }
+}
