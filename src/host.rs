@@ -7,6 +7,8 @@
 use crate::observers::{Event, EventKind, Observers};
 use crate::proxy::{Final, Proxy};
 use crate::registry::{Registry, WorkerEntry};
+use crate::runner::{Progress, ProgressSink};
+pub use crate::stats::RunningTask;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
@@ -44,42 +46,6 @@ pub struct HostState {
     pub tasks: Mutex<HashMap<String, RunningTask>>,
 }
 
-/// One task in flight on this host.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunningTask {
-    pub task_id: String,
-    #[serde(rename = "type")]
-    pub task_type: String,
-    pub worker: String,
-    /// RFC 3339 UTC, when this delivery started here.
-    pub started_at: String,
-    #[serde(skip)]
-    pub started: Instant,
-    /// The attempt running now (updated by the status observer on `task_started`).
-    pub attempt: u32,
-}
-
-impl HostState {
-    /// The tasks in flight now, oldest first.
-    pub fn running_tasks(&self) -> Vec<RunningTask> {
-        let mut v: Vec<RunningTask> = match self.tasks.lock() {
-            Ok(t) => t.values().cloned().collect(),
-            Err(p) => p.into_inner().values().cloned().collect(),
-        };
-        v.sort_by_key(|t| t.started);
-        v
-    }
-
-    /// Records the attempt a running task is on.
-    pub fn set_attempt(&self, task_id: &str, attempt: u32) {
-        if let Ok(mut t) = self.tasks.lock()
-            && let Some(task) = t.get_mut(task_id)
-        {
-            task.attempt = attempt;
-        }
-    }
-}
-
 pub struct Host {
     source: Arc<Source>,
     registry: Arc<RwLock<Arc<Registry>>>,
@@ -100,14 +66,23 @@ impl Host {
         proxy_runner: crate::runner::SpawnRunner,
         opts: HostOptions,
     ) -> Host {
+        let source = Arc::new(source);
+        let progress = if source.wants_progress() {
+            let (tx, rx) = tokio::sync::mpsc::channel(256);
+            tokio::spawn(forward_progress(source.clone(), rx));
+            ProgressSink::new(tx)
+        } else {
+            ProgressSink::default()
+        };
         let proxy = Proxy {
             host_id: opts.host_id.clone(),
             runner: proxy_runner,
             remote: crate::runner::RemoteRunner::default(),
             observers,
+            progress,
         };
         Host {
-            source: Arc::new(source),
+            source,
             registry: Arc::new(RwLock::new(Arc::new(registry))),
             proxy,
             global: Arc::new(Semaphore::new(opts.concurrency.max(1))),
@@ -215,23 +190,20 @@ impl Host {
         }
     }
 
-    /// One slot per worker with free capacity; the total never exceeds the host's free capacity. The
-    /// starting worker rotates so that a busy type cannot starve the others.
+    /// One slot per worker with free capacity (each up to the host's free capacity), and the host's free
+    /// capacity as the overall limit: every type is asked for, and no more is claimed than can start.
+    /// The order rotates so that a busy type cannot starve the others.
     fn claim_request(&self, rotate: &mut usize) -> ClaimRequest {
         let reg = self.registry();
-        let mut free = self.global.available_permits();
+        let free = self.global.available_permits();
         let ws = reg.workers();
         let mut slots = Vec::new();
-        if !ws.is_empty() {
+        if free > 0 && !ws.is_empty() {
             *rotate = (*rotate + 1) % ws.len();
             for i in 0..ws.len() {
-                if free == 0 {
-                    break;
-                }
                 let w = &ws[(*rotate + i) % ws.len()];
                 let max = w.permits.available_permits().min(free);
                 if max > 0 {
-                    free -= max;
                     slots.push(ClaimSlot {
                         types: w.config.task_types.clone(),
                         max,
@@ -242,6 +214,7 @@ impl Host {
         ClaimRequest {
             slots,
             known_types: reg.known_types(),
+            limit: Some(free),
         }
     }
 
@@ -491,6 +464,31 @@ async fn settle(
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
+        }
+    }
+}
+
+/// Forwards workers' progress reports to the task manager, at most one call a second per task (the
+/// newest report wins; 100% always goes through). Ends when the host drops its sender.
+async fn forward_progress(source: Arc<Source>, mut rx: tokio::sync::mpsc::Receiver<Progress>) {
+    let mut last: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
+    while let Some(p) = rx.recv().await {
+        let now = Instant::now();
+        let due = last
+            .get(&p.task_id)
+            .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(1));
+        if !due && p.percent < 100.0 {
+            continue;
+        }
+        last.insert(p.task_id.clone(), now);
+        if last.len() > 10_000 {
+            last.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
+        }
+        if let Err(e) = source
+            .progress(&p.task_id, p.percent, p.message.as_deref())
+            .await
+        {
+            tracing::debug!(task_id = %p.task_id, error = %e, "progress not recorded");
         }
     }
 }

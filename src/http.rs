@@ -101,7 +101,7 @@ async fn auth(State(s): State<Shared>, req: Request, next: Next) -> Response {
     let query = req.uri().query().and_then(|q| {
         q.split('&')
             .find_map(|kv| kv.strip_prefix("token="))
-            .map(|t| page::percent_decode(t))
+            .map(page::percent_decode)
     });
     let ok = bearer.is_some_and(|b| same(b.as_bytes(), token.as_bytes()))
         || query.is_some_and(|q| same(q.as_bytes(), token.as_bytes()));

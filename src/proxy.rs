@@ -4,7 +4,7 @@
 use crate::config::{RetryPolicy, WorkerConfig, WorkerKind};
 use crate::observers::{Event, EventKind, Observers};
 use crate::registry::WorkerEntry;
-use crate::runner::{Attempt, Outcome, OutcomeKind, RemoteRunner, SpawnRunner};
+use crate::runner::{Attempt, Outcome, OutcomeKind, ProgressSink, RemoteRunner, SpawnRunner};
 use serde_json::{Map, Value, json};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
@@ -31,6 +31,8 @@ pub struct Proxy {
     pub runner: SpawnRunner,
     pub remote: RemoteRunner,
     pub observers: Observers,
+    /// Where workers' progress lines go (the task manager, when it keeps progress).
+    pub progress: ProgressSink,
 }
 
 /// The wait before retry number `retry` (1 for the first retry): `base * multiplier^(retry-1)`, capped at
@@ -85,8 +87,8 @@ impl Proxy {
 
             let a = match (&worker.kind, &entry.pool) {
                 (WorkerKind::Remote { url }, _) => self.remote.run(worker, url, &doc, kill).await,
-                (_, Some(pool)) => pool.run(worker, &doc, kill).await,
-                _ => self.runner.run(worker, &doc, kill).await,
+                (_, Some(pool)) => pool.run(worker, &doc, kill, &self.progress).await,
+                _ => self.runner.run(worker, &doc, kill, &self.progress).await,
             };
             forward_logs(&a, &task.id, &worker.name);
             let kind = a.outcome.kind();

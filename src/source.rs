@@ -4,12 +4,12 @@ use crate::config::{Config, TaskManagerConfig};
 use std::time::Duration;
 use workerhost_adapters::Source;
 use workerhost_adapters::sqlite::{SqliteOptions, SqliteSource};
-use workerhost_adapters::{amqp, redis_streams};
+use workerhost_adapters::{amqp, http_api, redis_streams};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error(
-        "task manager type {0:?} is not available in this build yet (supported: sqlite, redis, amqp)"
+        "task manager type {0:?} is not available in this build yet (supported: sqlite, redis, amqp, http)"
     )]
     Unsupported(String),
     #[error(transparent)]
@@ -55,10 +55,21 @@ pub async fn open(cfg: &Config, host_id: &str) -> Result<Source, OpenError> {
                     amqp::AmqpSource::connect(amqp::Options {
                         url,
                         host_id: host_id.to_string(),
-                        settings: settings.clone(),
+                        settings: with_consumer_timeout(settings, cfg),
                     })
                     .await?,
                 )),
+                "http" => {
+                    let mut types: Vec<String> = cfg
+                        .workers
+                        .iter()
+                        .flat_map(|w| w.task_types.iter().cloned())
+                        .collect();
+                    types.sort();
+                    let opts =
+                        http_api::Options::from_settings(url, host_id.to_string(), settings, types);
+                    Ok(Source::Http(http_api::HttpSource::connect(opts).await?))
+                }
                 other => Err(OpenError::Unsupported(other.to_string())),
             }
         }
@@ -76,4 +87,29 @@ pub fn lease_of(cfg: &Config) -> Duration {
             .map(Duration::from_secs_f64)
             .unwrap_or(Duration::from_secs(30)),
     }
+}
+
+/// The amqp adapter's `consumer_timeout_ms` (the consumer's `x-consumer-timeout`), unless set: the longest
+/// a delivery can stay unacknowledged here (every attempt of the slowest worker with its kill grace and
+/// the longest retry waits), plus a minute.
+fn with_consumer_timeout(
+    settings: &serde_json::Map<String, serde_json::Value>,
+    cfg: &Config,
+) -> serde_json::Map<String, serde_json::Value> {
+    let mut s = settings.clone();
+    if !s.contains_key("consumer_timeout_ms") {
+        let worst = cfg
+            .workers
+            .iter()
+            .map(|w| {
+                let attempts = u128::from(w.max_retries) + 1;
+                (w.timeout + cfg.host.kill_grace).as_millis() * attempts
+                    + w.retry.max_delay.as_millis() * u128::from(w.max_retries)
+            })
+            .max()
+            .unwrap_or(0);
+        let ms = u64::try_from(worst + 60_000).unwrap_or(u64::MAX);
+        s.insert("consumer_timeout_ms".into(), ms.into());
+    }
+    s
 }

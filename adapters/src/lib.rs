@@ -13,6 +13,9 @@ use std::time::Duration;
 #[cfg(feature = "amqp")]
 pub mod amqp;
 pub mod envelope;
+/// The PrismQ TaskManager HTTP API.
+#[cfg(feature = "http")]
+pub mod http_api;
 /// Redis streams (the module is not called `redis`, which would shadow the `redis` crate).
 #[cfg(feature = "redis")]
 pub mod redis_streams;
@@ -49,6 +52,9 @@ pub struct ClaimRequest {
     /// Every task type some worker of this host handles. Adapters that can see a task's type before
     /// claiming it may dead-letter tasks of other types ("no worker handles type ...").
     pub known_types: Vec<String>,
+    /// At most this many in all (the host's free capacity); `None`: the sum of the slots. Every worker
+    /// with room gets a slot, so every type is asked for, while the total stays within capacity.
+    pub limit: Option<usize>,
 }
 
 #[derive(Debug, Clone)]
@@ -59,7 +65,8 @@ pub struct ClaimSlot {
 
 impl ClaimRequest {
     pub fn total(&self) -> usize {
-        self.slots.iter().map(|s| s.max).sum()
+        let sum = self.slots.iter().map(|s| s.max).sum();
+        self.limit.map_or(sum, |l| l.min(sum))
     }
 }
 
@@ -95,7 +102,7 @@ pub trait TaskSource: Send + Sync {
     /// The adapter's name as in `task_manager.type`.
     fn kind(&self) -> &'static str;
 
-    /// Claims up to `req.total()` tasks, respecting each slot's `max`. Returns promptly, possibly with none;
+    /// Claims up to `req.total()` tasks in all, respecting each slot's `max`. Returns promptly, possibly with none;
     /// the host waits [`TaskSource::idle_wait`] before asking again after an empty answer.
     fn claim(
         &self,
@@ -136,6 +143,29 @@ pub trait TaskSource: Send + Sync {
     /// How long to wait before claiming again after a claim that returned nothing.
     fn idle_wait(&self) -> Duration;
 
+    /// Enqueues a task and returns the id the task manager knows it by (some assign their own).
+    fn enqueue(
+        &self,
+        envelope: &Envelope,
+    ) -> impl Future<Output = Result<String, AdapterError>> + Send {
+        async move { self.submit(envelope).await.map(|_| envelope.id.clone()) }
+    }
+
+    /// Whether [`TaskSource::progress`] goes anywhere (the host forwards workers' progress lines only then).
+    fn wants_progress(&self) -> bool {
+        false
+    }
+
+    /// Records a running task's progress (0..100) where the task manager supports it.
+    fn progress(
+        &self,
+        _task_id: &str,
+        _percent: f64,
+        _message: Option<&str>,
+    ) -> impl Future<Output = Result<(), AdapterError>> + Send {
+        async { Ok(()) }
+    }
+
     /// The host will claim no more (shutdown began). Push-based adapters stop consuming and hand back
     /// whatever they buffered but never handed out. In-flight deliveries are still settled or released.
     fn stop_consuming(&self) -> impl Future<Output = ()> + Send {
@@ -156,6 +186,8 @@ pub enum Source {
     Redis(redis_streams::RedisSource),
     #[cfg(feature = "amqp")]
     Amqp(amqp::AmqpSource),
+    #[cfg(feature = "http")]
+    Http(http_api::HttpSource),
 }
 
 macro_rules! dispatch {
@@ -167,6 +199,8 @@ macro_rules! dispatch {
             Source::Redis($s) => $e,
             #[cfg(feature = "amqp")]
             Source::Amqp($s) => $e,
+            #[cfg(feature = "http")]
+            Source::Http($s) => $e,
         }
     };
 }
@@ -201,6 +235,20 @@ impl TaskSource for Source {
     }
     async fn stop_consuming(&self) {
         dispatch!(self, s => s.stop_consuming().await)
+    }
+    async fn enqueue(&self, envelope: &Envelope) -> Result<String, AdapterError> {
+        dispatch!(self, s => s.enqueue(envelope).await)
+    }
+    fn wants_progress(&self) -> bool {
+        dispatch!(self, s => s.wants_progress())
+    }
+    async fn progress(
+        &self,
+        task_id: &str,
+        percent: f64,
+        message: Option<&str>,
+    ) -> Result<(), AdapterError> {
+        dispatch!(self, s => s.progress(task_id, percent, message).await)
     }
     async fn close(&self) {
         dispatch!(self, s => s.close().await)

@@ -267,12 +267,14 @@ fn envelope(
     })
 }
 
-/// Claims within one IMMEDIATE transaction: each slot takes the oldest claimable tasks of its types.
+/// Claims within one IMMEDIATE transaction: each slot takes the oldest claimable tasks of its types,
+/// `total` at most in all.
 fn claim_tx(
     c: &mut Connection,
     host: &str,
     lease_ms: i64,
     slots: &[ClaimSlot],
+    total: usize,
     sweep: Option<&[String]>,
 ) -> rusqlite::Result<Vec<Delivery>> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
@@ -286,7 +288,11 @@ fn claim_tx(
         let mut expired = tx.prepare_cached(SELECT_EXPIRED)?;
         let mut take = tx.prepare_cached(TAKE)?;
         for slot in slots.iter().filter(|s| s.max > 0) {
-            let max = i64::try_from(slot.max).unwrap_or(i64::MAX);
+            let room = slot.max.min(total.saturating_sub(out.len()));
+            if room == 0 {
+                break;
+            }
+            let max = i64::try_from(room).unwrap_or(i64::MAX);
             // One index range per type and state; merged by seq, so FIFO holds across the slot's types.
             let mut seqs = Vec::new();
             for t in &slot.types {
@@ -299,7 +305,7 @@ fn claim_tx(
             }
             seqs.sort_unstable();
             seqs.dedup();
-            seqs.truncate(slot.max);
+            seqs.truncate(room);
             for seq in seqs {
                 out.push(
                     take.query_row(params![host, now.saturating_add(lease_ms), seq], delivery)?,
@@ -392,9 +398,9 @@ impl TaskSource for SqliteSource {
             return Ok(Vec::new());
         }
         let (host, lease_ms) = (Arc::clone(&self.host_id), self.lease_ms);
-        let slots = req.slots.clone();
+        let (slots, total) = (req.slots.clone(), req.total());
         let known = sweep.then(|| req.known_types.clone());
-        self.run(move |c| claim_tx(c, &host, lease_ms, &slots, known.as_deref()))
+        self.run(move |c| claim_tx(c, &host, lease_ms, &slots, total, known.as_deref()))
             .await
     }
 

@@ -4,7 +4,7 @@ use super::{TaskArgs, Usage, load, parse_params};
 use std::path::Path;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use workerhost::config::{Mode, WorkerKind};
+use workerhost::config::{Mode, TaskManagerConfig, WorkerKind};
 use workerhost::observers::{LogObserver, Observers};
 use workerhost::probe;
 use workerhost::proxy::{Final, Proxy};
@@ -42,6 +42,24 @@ pub async fn check(path: &Path) -> anyhow::Result<u8> {
             println!("{mark}  worker {}: {}: {}", w.name, c.check, c.detail);
         }
     }
+    if let TaskManagerConfig::Other { kind, settings, .. } = &cfg.task_manager
+        && kind == "http"
+    {
+        let claim_timeout = settings
+            .get("claim_timeout_seconds")
+            .and_then(|v| v.as_f64())
+            .unwrap_or(300.0);
+        for w in &cfg.workers {
+            let worst = worst_case(w).as_secs_f64();
+            if worst > claim_timeout {
+                println!(
+                    "warn  worker {}: worst case {worst:.0} s (timeout x {} attempts + backoff) exceeds the TaskManager's claim timeout ({claim_timeout:.0} s, claim_timeout_seconds); the service has no heartbeat, so another worker may claim the task while it still runs",
+                    w.name,
+                    w.max_retries + 1
+                );
+            }
+        }
+    }
     match workerhost::source::open(&cfg, &unique_host_id("check")).await {
         Err(e) => {
             failed += 1;
@@ -60,6 +78,18 @@ pub async fn check(path: &Path) -> anyhow::Result<u8> {
         return Ok(1);
     }
     Ok(0)
+}
+
+/// The longest one delivery can take: every attempt timing out, with the longest backoff between.
+fn worst_case(w: &workerhost::config::WorkerConfig) -> std::time::Duration {
+    let no_jitter = workerhost::config::RetryPolicy {
+        jitter: false,
+        ..w.retry.clone()
+    };
+    let backoff: std::time::Duration = (1..=w.max_retries)
+        .map(|r| workerhost::proxy::retry_delay(&no_jitter, r))
+        .sum();
+    w.timeout * (w.max_retries + 1) + backoff
 }
 
 fn envelope(cfg_types: &[String], t: &TaskArgs, allow_unknown: bool) -> anyhow::Result<Envelope> {
@@ -91,9 +121,9 @@ pub async fn submit(path: &Path, t: TaskArgs) -> anyhow::Result<u8> {
     let registry = Registry::build(&cfg.workers, 1, cfg.host.kill_grace, None).map_err(Usage)?;
     let env = envelope(&registry.known_types(), &t, t.any_type)?;
     let source = workerhost::source::open(&cfg, &unique_host_id("submit")).await?;
-    match source.submit(&env).await {
-        Ok(()) => {
-            println!("{}", env.id);
+    match source.enqueue(&env).await {
+        Ok(id) => {
+            println!("{id}");
             Ok(0)
         }
         Err(e @ AdapterError::Duplicate { .. }) => Err(Usage(e.to_string()).into()),
@@ -118,6 +148,7 @@ pub async fn exec(path: &Path, t: TaskArgs) -> anyhow::Result<u8> {
             kill_grace: cfg.host.kill_grace,
         },
         remote: workerhost::runner::RemoteRunner::default(),
+        progress: workerhost::runner::ProgressSink::default(),
         observers: Observers::new(vec![Arc::new(LogObserver)]),
     };
     let kill = CancellationToken::new();

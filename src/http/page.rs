@@ -73,11 +73,13 @@ table{border-collapse:collapse;width:100%;background:#fff;box-shadow:0 1px 2px #
 th,td{text-align:left;padding:5px 8px;border-bottom:1px solid #e3e6ea;vertical-align:top}
 th{background:#eef0f3;font-weight:600}
 td.num{text-align:right;font-variant-numeric:tabular-nums}
+td.ts{white-space:nowrap}
 .badge{display:inline-block;padding:1px 8px;border-radius:9px;font-size:12px;font-weight:600}
 .ok{background:#d6f5dd;color:#17692b}.bad{background:#fbd9d9;color:#9b1c1c}
 .err{color:#9b1c1c;font-family:ui-monospace,monospace;font-size:12px;white-space:pre-wrap;word-break:break-word}
 .muted{color:#6b7280}
 code{font-family:ui-monospace,monospace;font-size:12px}
+td code{white-space:nowrap}
 ";
 
 fn badge(ok: bool, yes: &str, no: &str) -> String {
@@ -139,7 +141,7 @@ pub fn render(s: &HttpState, reg: &Registry, token_query: &str) -> String {
             h,
             "<tr><td><a href=\"/workers/{link}/health{token_query}\">{name}</a></td><td>{kind}/{mode}</td>\
              <td><code>{types}</code></td><td>{health}</td><td class=\"num\">{inf}</td>\
-             <td class=\"num\">{ok}</td><td class=\"num\">{failed}</td><td class=\"err\">{err}</td><td>{succ}</td></tr>",
+             <td class=\"num\">{ok}</td><td class=\"num\">{failed}</td><td class=\"err\">{err}</td><td class=\"ts\">{succ}</td></tr>",
             link = esc(&path_segment(&w.config.name)),
             name = esc(&w.config.name),
             kind = super::kind_of(w),
@@ -162,7 +164,7 @@ pub fn render(s: &HttpState, reg: &Registry, token_query: &str) -> String {
     for t in &running {
         let _ = write!(
             h,
-            "<tr><td><code>{id}</code></td><td><code>{ty}</code></td><td>{w}</td><td class=\"num\">{a}</td><td>{at}</td><td class=\"num\">{secs:.1} s</td></tr>",
+            "<tr><td><code>{id}</code></td><td><code>{ty}</code></td><td>{w}</td><td class=\"num\">{a}</td><td class=\"ts\">{at}</td><td class=\"num\">{secs:.1} s</td></tr>",
             id = esc(&t.task_id),
             ty = esc(&t.task_type),
             w = esc(&t.worker),
@@ -183,7 +185,7 @@ pub fn render(s: &HttpState, reg: &Registry, token_query: &str) -> String {
     for e in &failures {
         let _ = write!(
             h,
-            "<tr><td>{at}</td><td><code>{id}</code></td><td><code>{ty}</code></td><td>{w}</td><td class=\"num\">{a}</td><td>{o}</td><td class=\"err\">{err}</td></tr>",
+            "<tr><td class=\"ts\">{at}</td><td><code>{id}</code></td><td><code>{ty}</code></td><td>{w}</td><td class=\"num\">{a}</td><td>{o}</td><td class=\"err\">{err}</td></tr>",
             at = esc(&e.at),
             id = opt(&e.task_id),
             ty = opt(&e.task_type),

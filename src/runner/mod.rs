@@ -14,6 +14,47 @@ pub use pool::Pool;
 pub use remote::RemoteRunner;
 pub use spawn::{SpawnRunner, command_for};
 
+/// A worker's progress report: a stderr line `{"progress": 40, "message": "..."}`.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Progress {
+    pub task_id: String,
+    pub percent: f64,
+    pub message: Option<String>,
+}
+
+/// Where progress lines go. Never blocks a worker's stderr: when the queue is full, the report is
+/// dropped (a later one supersedes it anyway).
+#[derive(Debug, Clone, Default)]
+pub struct ProgressSink(Option<tokio::sync::mpsc::Sender<Progress>>);
+
+impl ProgressSink {
+    pub fn new(tx: tokio::sync::mpsc::Sender<Progress>) -> ProgressSink {
+        ProgressSink(Some(tx))
+    }
+
+    /// Whether `line` is a progress line; if so it is forwarded (when a sink is connected).
+    pub fn offer(&self, task_id: &str, line: &str) -> bool {
+        let t = line.trim();
+        if !t.starts_with('{') || !t.contains("\"progress\"") {
+            return false;
+        }
+        let Ok(Value::Object(m)) = serde_json::from_str::<Value>(t) else {
+            return false;
+        };
+        let Some(percent) = m.get("progress").and_then(Value::as_f64) else {
+            return false;
+        };
+        if let Some(tx) = &self.0 {
+            let _ = tx.try_send(Progress {
+                task_id: task_id.to_string(),
+                percent,
+                message: m.get("message").and_then(Value::as_str).map(str::to_string),
+            });
+        }
+        true
+    }
+}
+
 /// What one attempt came to, as in the outcome table of the protocol.
 #[derive(Debug, Clone, PartialEq)]
 pub enum Outcome {

@@ -103,14 +103,20 @@ pub async fn drain_lines<R: AsyncRead + Unpin>(r: R, mut on_line: impl FnMut(Str
     }
 }
 
-/// Logs every stderr line of a spawned attempt with the task id and keeps the tail.
+/// Logs every stderr line of a spawned attempt with the task id and keeps the tail; progress lines go
+/// to `progress` (and to the debug log only).
 pub async fn drain_stderr<R: AsyncRead + Unpin>(
     r: R,
     tail: Arc<Mutex<Tail>>,
     task_id: String,
     worker: String,
+    progress: super::ProgressSink,
 ) {
     drain_lines(r, |line| {
+        if progress.offer(&task_id, &line) {
+            tracing::debug!(target: "workerhost::worker", task_id = %task_id, worker = %worker, "progress: {line}");
+            return;
+        }
         tracing::info!(target: "workerhost::worker", task_id = %task_id, worker = %worker, "stderr: {line}");
         if let Ok(mut t) = tail.lock() {
             t.push(line);

@@ -7,7 +7,7 @@
 
 use super::output::{Tail, drain_lines, parse_result};
 use super::spawn::command_for;
-use super::{Attempt, Outcome};
+use super::{Attempt, Outcome, ProgressSink};
 use crate::config::WorkerConfig;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -80,7 +80,7 @@ impl Pool {
         self.idle.lock().map(|v| v.len()).unwrap_or(0)
     }
 
-    fn start(&self, cfg: &WorkerConfig) -> Result<PoolProcess, String> {
+    fn start(&self, cfg: &WorkerConfig, progress: &ProgressSink) -> Result<PoolProcess, String> {
         let mut cmd = command_for(cfg, None);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
@@ -102,7 +102,12 @@ impl Pool {
             return Err("the process has no stdio pipes".into());
         };
         let current = Arc::new(Mutex::new(Current::default()));
-        tokio::spawn(drain_stderr(stderr, current.clone(), self.worker.clone()));
+        tokio::spawn(drain_stderr(
+            stderr,
+            current.clone(),
+            self.worker.clone(),
+            progress.clone(),
+        ));
         Ok(PoolProcess {
             child,
             pgid,
@@ -119,6 +124,7 @@ impl Pool {
         cfg: &WorkerConfig,
         doc: &TaskDocument,
         kill: &CancellationToken,
+        progress: &ProgressSink,
     ) -> Attempt {
         let started = Instant::now();
         let Ok(_slot) = self.slots.acquire().await else {
@@ -127,7 +133,7 @@ impl Pool {
         let reused = self.idle.lock().ok().and_then(|mut v| v.pop());
         let mut p = match reused {
             Some(p) => p,
-            None => match self.start(cfg) {
+            None => match self.start(cfg, progress) {
                 Ok(p) => p,
                 Err(reason) => {
                     return done(Outcome::SpawnError { reason }, started, String::new(), None);
@@ -303,8 +309,15 @@ async fn drain_stderr(
     stderr: tokio::process::ChildStderr,
     current: Arc<Mutex<Current>>,
     worker: String,
+    progress: ProgressSink,
 ) {
     drain_lines(stderr, |line| {
+        let serving = current.lock().ok().and_then(|c| c.task_id.clone());
+        if let Some(id) = &serving
+            && progress.offer(id, &line)
+        {
+            return;
+        }
         let task_id = match current.lock() {
             Ok(mut c) => {
                 c.tail.push(line.clone());

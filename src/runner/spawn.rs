@@ -2,7 +2,7 @@
 //! can kill the worker together with everything it started.
 
 use super::output::{Tail, drain_stderr, parse_result, read_capped};
-use super::{Attempt, Outcome};
+use super::{Attempt, Outcome, ProgressSink};
 use crate::config::{WorkerConfig, WorkerKind};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
@@ -91,6 +91,7 @@ impl SpawnRunner {
         worker: &WorkerConfig,
         doc: &TaskDocument,
         kill: &CancellationToken,
+        progress: &ProgressSink,
     ) -> Attempt {
         let started = Instant::now();
         let mut cmd = command_for(worker, Some(doc));
@@ -143,6 +144,7 @@ impl SpawnRunner {
                 tail.clone(),
                 doc.id.clone(),
                 worker.name.clone(),
+                progress.clone(),
             ))
         });
         let max = worker.max_output_bytes;

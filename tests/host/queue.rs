@@ -191,3 +191,30 @@ fn unknown_types_and_malformed_rows_are_dead_lettered_and_the_host_goes_on() {
             .is_some_and(|m| m.contains("no worker handles type Nobody"))
     );
 }
+
+#[test]
+fn burst_asks_every_worker_even_when_capacity_is_smaller_than_the_registry() {
+    // Concurrency 1 and three workers: whichever worker comes first in a claim round, the others'
+    // types must still be asked for, or --burst would stop with tasks left.
+    let p = Project::new();
+    let _ = shell_worker(&p, "0");
+    let entry = |name: &str, t: &str| {
+        format!(
+            "  - name: {name}\n    command: [\"/bin/sh\", \"./w.sh\"]\n    project_path: .\n    task_types: [{t}]\n"
+        )
+    };
+    p.config(
+        "  concurrency: 1",
+        &format!("{}{}{}", entry("a", "A"), entry("b", "B"), entry("c", "C")),
+    );
+    for i in 0..3 {
+        p.submit("C", &format!("c{i}"), "{}");
+    }
+    let out = p.run(&["--burst"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        counts(&p).len(),
+        3,
+        "every C task ran before --burst stopped"
+    );
+}

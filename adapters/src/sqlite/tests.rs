@@ -49,6 +49,7 @@ fn req(slots: &[(&[&str], usize)]) -> ClaimRequest {
     ClaimRequest {
         slots: slots.iter().map(slot).collect(),
         known_types: Vec::new(),
+        limit: None,
     }
 }
 
