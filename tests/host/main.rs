@@ -7,6 +7,7 @@ mod outcomes;
 mod pool;
 mod queue;
 mod remote;
+mod sdk;
 mod shutdown;
 #[path = "../support/mod.rs"]
 mod support;
