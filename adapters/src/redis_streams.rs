@@ -21,6 +21,7 @@
 
 mod parse;
 mod scripts;
+mod status;
 #[cfg(test)]
 mod tests;
 
@@ -75,6 +76,11 @@ struct Takeover {
 
 /// The `redis` task manager; see the module docs.
 pub struct RedisSource {
+    /// Boxed: the adapters share one enum, which should stay small.
+    s: Box<State>,
+}
+
+struct State {
     /// Renewals, settles, submits: short commands on one multiplexed, self-reconnecting connection.
     conn: ConnectionManager,
     /// The blocking `XREADGROUP` only.
@@ -121,23 +127,25 @@ impl RedisSource {
         let reader = manager(Duration::from_millis(cfg.block_ms) + RESPONSE_TIMEOUT)?;
         let now = Instant::now();
         let source = RedisSource {
-            conn,
-            reader,
-            keys: Keys {
-                dead: format!("{}:dead", cfg.stream),
-                index: format!("{}:index", cfg.stream),
-                stream: cfg.stream.clone(),
-            },
-            group: cfg.group.clone(),
-            consumer: opts.host_id,
-            cfg,
-            red,
-            scripts: Scripts::new(),
-            inflight: Mutex::default(),
-            takeover: tokio::sync::Mutex::new(Takeover {
-                cursor: "0-0".into(),
-                next: now,
-                next_sweep: now,
+            s: Box::new(State {
+                conn,
+                reader,
+                keys: Keys {
+                    dead: format!("{}:dead", cfg.stream),
+                    index: format!("{}:index", cfg.stream),
+                    stream: cfg.stream.clone(),
+                },
+                group: cfg.group.clone(),
+                consumer: opts.host_id,
+                cfg,
+                red,
+                scripts: Scripts::new(),
+                inflight: Mutex::default(),
+                takeover: tokio::sync::Mutex::new(Takeover {
+                    cursor: "0-0".into(),
+                    next: now,
+                    next_sweep: now,
+                }),
             }),
         };
         match source.ensure_group().await {
@@ -153,8 +161,8 @@ impl RedisSource {
     fn err(&self, e: &RedisError) -> AdapterError {
         let msg = format!(
             "redis at {}: {}",
-            self.red.shown,
-            self.red.scrub(&e.to_string())
+            self.s.red.shown,
+            self.s.red.scrub(&e.to_string())
         );
         let busy = matches!(
             e.code(),
@@ -168,7 +176,7 @@ impl RedisSource {
     }
 
     async fn query(&self, cmd: &Cmd) -> Result<Value, AdapterError> {
-        let mut c = self.conn.clone();
+        let mut c = self.s.conn.clone();
         cmd.query_async::<Value>(&mut c)
             .await
             .map_err(|e| self.err(&e))
@@ -184,11 +192,11 @@ impl RedisSource {
     async fn ensure_group(&self) -> Result<(), AdapterError> {
         let mut c = redis::cmd("XGROUP");
         c.arg("CREATE")
-            .arg(&self.keys.stream)
-            .arg(&self.group)
+            .arg(&self.s.keys.stream)
+            .arg(&self.s.group)
             .arg("0")
             .arg("MKSTREAM");
-        let mut conn = self.conn.clone();
+        let mut conn = self.s.conn.clone();
         match c.query_async::<Value>(&mut conn).await {
             Ok(_) => Ok(()),
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
@@ -197,18 +205,21 @@ impl RedisSource {
     }
 
     fn inflight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
-        self.inflight.lock().unwrap_or_else(PoisonError::into_inner)
+        self.s
+            .inflight
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     /// Takes over entries idle past the lease (at most `want`), unless a scan ran a moment ago.
     async fn take_over(&self, want: usize) -> Result<Vec<Delivery>, AdapterError> {
-        let mut t = self.takeover.lock().await;
+        let mut t = self.s.takeover.lock().await;
         let now = Instant::now();
         if now >= t.next_sweep {
             t.next_sweep = now + SWEEP_EVERY;
-            let idle = SWEEP_IDLE_MS.max(10 * self.cfg.lease.as_millis() as u64);
-            let mut c = self.eval(&self.scripts.sweep, &[&self.keys.stream]);
-            c.arg(&self.group).arg(idle);
+            let idle = SWEEP_IDLE_MS.max(10 * self.s.cfg.lease.as_millis() as u64);
+            let mut c = self.eval(&self.s.scripts.sweep, &[&self.s.keys.stream]);
+            c.arg(&self.s.group).arg(idle);
             match self.query(&c).await {
                 Ok(Value::Int(n)) if n > 0 => {
                     tracing::info!(
@@ -224,10 +235,10 @@ impl RedisSource {
             return Ok(Vec::new());
         }
         let own: Vec<String> = self.inflight().iter().cloned().collect();
-        let mut c = self.eval(&self.scripts.takeover, &[&self.keys.stream]);
-        c.arg(&self.group)
-            .arg(&self.consumer)
-            .arg(self.cfg.lease.as_millis() as u64)
+        let mut c = self.eval(&self.s.scripts.takeover, &[&self.s.keys.stream]);
+        c.arg(&self.s.group)
+            .arg(&self.s.consumer)
+            .arg(self.s.cfg.lease.as_millis() as u64)
             .arg(&t.cursor)
             .arg(want)
             .arg(own);
@@ -271,7 +282,7 @@ impl RedisSource {
         let done = cursor == "0-0" && out.len() < want;
         t.cursor = cursor;
         t.next = if done {
-            now + TAKEOVER_EVERY.min(self.cfg.lease / 4)
+            now + TAKEOVER_EVERY.min(self.s.cfg.lease / 4)
         } else {
             now
         };
@@ -282,15 +293,15 @@ impl RedisSource {
     async fn read_new(&self, n: usize, block: bool) -> Result<Vec<Delivery>, AdapterError> {
         let mut c = redis::cmd("XREADGROUP");
         c.arg("GROUP")
-            .arg(&self.group)
-            .arg(&self.consumer)
+            .arg(&self.s.group)
+            .arg(&self.s.consumer)
             .arg("COUNT")
             .arg(n);
         if block {
-            c.arg("BLOCK").arg(self.cfg.block_ms);
+            c.arg("BLOCK").arg(self.s.cfg.block_ms);
         }
-        c.arg("STREAMS").arg(&self.keys.stream).arg(">");
-        let mut r = self.reader.clone();
+        c.arg("STREAMS").arg(&self.s.keys.stream).arg(">");
+        let mut r = self.s.reader.clone();
         match c.query_async::<Value>(&mut r).await {
             Ok(v) => Ok(parse::read_reply(v)
                 .into_iter()
@@ -344,8 +355,8 @@ impl TaskSource for RedisSource {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
-        let mut c = self.eval(&self.scripts.renew, &[&self.keys.stream]);
-        c.arg(&self.group).arg(&self.consumer);
+        let mut c = self.eval(&self.s.scripts.renew, &[&self.s.keys.stream]);
+        c.arg(&self.s.group).arg(&self.s.consumer);
         for l in leases {
             c.arg(&l.receipt);
         }
@@ -369,20 +380,20 @@ impl TaskSource for RedisSource {
         }
         let json = serde_json::to_string(doc)
             .map_err(|e| AdapterError::Invalid(format!("task {}: result: {e}", lease.task_id)))?;
-        let result_key = self.keys.result(&lease.task_id);
+        let result_key = self.s.keys.result(&lease.task_id);
         let keys = [
-            &*self.keys.stream,
-            &self.keys.dead,
+            &*self.s.keys.stream,
+            &self.s.keys.dead,
             &result_key,
-            &self.keys.index,
+            &self.s.keys.index,
         ];
-        let mut c = self.eval(&self.scripts.settle, &keys);
-        c.arg(&self.group)
-            .arg(&self.consumer)
+        let mut c = self.eval(&self.s.scripts.settle, &keys);
+        c.arg(&self.s.group)
+            .arg(&self.s.consumer)
             .arg(&lease.receipt)
             .arg(&doc.status)
             .arg(json)
-            .arg(self.cfg.result_ttl.as_millis().max(1) as u64)
+            .arg(self.s.cfg.result_ttl.as_millis().max(1) as u64)
             .arg(parse::error_message(doc))
             .arg(doc.attempts)
             .arg(parse::fallback_task(doc))
@@ -390,6 +401,10 @@ impl TaskSource for RedisSource {
         match self.fenced(lease, c).await? {
             Some(Value::Int(2)) => {
                 tracing::debug!(task_id = %lease.task_id, "outcome was already recorded (retry after a lost reply)");
+                Ok(())
+            }
+            Some(Value::Int(3)) => {
+                tracing::warn!(task_id = %lease.task_id, stream = %self.s.keys.stream, "outcome recorded, but its stream entry is gone without a trace (Redis restarted without persistence, or the stream was deleted?): queued tasks may have been lost with it");
                 Ok(())
             }
             Some(_) => Ok(()),
@@ -403,10 +418,10 @@ impl TaskSource for RedisSource {
     /// deliveries before this one, then the old entry is acked and deleted. The task goes to the back of
     /// the stream.
     async fn release(&self, lease: &Lease) -> Result<(), AdapterError> {
-        let keys = [&*self.keys.stream, &self.keys.index];
-        let mut c = self.eval(&self.scripts.release, &keys);
-        c.arg(&self.group)
-            .arg(&self.consumer)
+        let keys = [&*self.s.keys.stream, &self.s.keys.index];
+        let mut c = self.eval(&self.s.scripts.release, &keys);
+        c.arg(&self.s.group)
+            .arg(&self.s.consumer)
             .arg(&lease.receipt)
             .arg(&lease.task_id);
         match self.fenced(lease, c).await? {
@@ -425,9 +440,9 @@ impl TaskSource for RedisSource {
         }
         let json = serde_json::to_string(envelope)
             .map_err(|e| AdapterError::Invalid(format!("task {}: {e}", envelope.id)))?;
-        let result_key = self.keys.result(&envelope.id);
-        let keys = [&*self.keys.stream, &result_key, &self.keys.index];
-        let mut c = self.eval(&self.scripts.submit, &keys);
+        let result_key = self.s.keys.result(&envelope.id);
+        let keys = [&*self.s.keys.stream, &result_key, &self.s.keys.index];
+        let mut c = self.eval(&self.s.scripts.submit, &keys);
         c.arg(&envelope.id).arg(json);
         match self.query(&c).await? {
             Value::Nil => Err(AdapterError::Duplicate {
@@ -441,70 +456,7 @@ impl TaskSource for RedisSource {
     /// `running` (in the pending list) with the delivery count. `deliveries` is 0 for settled tasks:
     /// Redis keeps only the result document once the entry is acked.
     async fn status(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
-        let mut get = redis::cmd("GET");
-        get.arg(self.keys.result(id));
-        if let Some(raw) = text(&self.query(&get).await?) {
-            let doc: ResultDocument = serde_json::from_str(&raw).map_err(|e| {
-                AdapterError::Backend(format!(
-                    "task {id}: stored result is not a result document: {e}"
-                ))
-            })?;
-            return Ok(Some(TaskStatus {
-                id: id.to_string(),
-                task_type: doc.task_type.clone(),
-                status: doc.status.clone(),
-                deliveries: 0,
-                result: Some(doc),
-            }));
-        }
-        let mut hget = redis::cmd("HGET");
-        hget.arg(&self.keys.index).arg(id);
-        let Some(entry) = text(&self.query(&hget).await?) else {
-            return Ok(None);
-        };
-        let mut range = redis::cmd("XRANGE");
-        range.arg(&self.keys.stream).arg(&entry).arg(&entry);
-        let Some(first) = parse::items(self.query(&range).await?).into_iter().next() else {
-            return Ok(None);
-        };
-        let fields = parse::items(first)
-            .into_iter()
-            .nth(1)
-            .and_then(parse::fields);
-        let mut pending = redis::cmd("XPENDING");
-        pending
-            .arg(&self.keys.stream)
-            .arg(&self.group)
-            .arg(&entry)
-            .arg(&entry)
-            .arg(1);
-        let pel = match self.query(&pending).await {
-            Ok(v) => parse::items(v).into_iter().next().map(parse::items),
-            Err(AdapterError::Backend(_)) => None, // no group yet: nobody has read it
-            Err(e) => return Err(e),
-        };
-        let count = pel
-            .as_ref()
-            .and_then(|p| p.get(3))
-            .and_then(text)
-            .and_then(|n| n.parse().ok())
-            .unwrap_or(0);
-        let d = parse::delivery(&entry, fields, count);
-        Ok(Some(TaskStatus {
-            id: id.to_string(),
-            task_type: d
-                .envelope
-                .as_ref()
-                .map(|e| e.task_type.clone())
-                .unwrap_or_default(),
-            status: if pel.is_some() { "running" } else { "queued" }.into(),
-            deliveries: if pel.is_some() {
-                d.deliveries
-            } else {
-                d.deliveries - 1
-            },
-            result: None,
-        }))
+        self.lookup(id).await
     }
 
     async fn ping(&self) -> Result<(), AdapterError> {
@@ -517,8 +469,8 @@ impl TaskSource for RedisSource {
     }
 
     async fn close(&self) {
-        let mut c = self.eval(&self.scripts.close, &[&self.keys.stream]);
-        c.arg(&self.group).arg(&self.consumer);
+        let mut c = self.eval(&self.s.scripts.close, &[&self.s.keys.stream]);
+        c.arg(&self.s.group).arg(&self.s.consumer);
         if let Err(e) = self.query(&c).await {
             tracing::debug!(error = %e, "could not remove this host's consumer from the group");
         }

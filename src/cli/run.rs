@@ -187,7 +187,12 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
         tracing::warn!("stopped by a second signal");
         return Ok(130);
     }
-    tracing::info!("workerhost stopped");
+    let (user_ms, sys_ms) = own_cpu_ms();
+    tracing::info!(
+        cpu_user_ms = user_ms,
+        cpu_sys_ms = sys_ms,
+        "workerhost stopped"
+    );
     Ok(0)
 }
 
@@ -287,4 +292,18 @@ fn registry_diff(old: &Registry, new: &Registry) -> (Vec<String>, Vec<String>, V
         .map(|w| w.config.name.clone())
         .collect();
     (added, removed, changed)
+}
+
+/// The host's own CPU time (not its workers'), for the stop line: benchmarks read it.
+fn own_cpu_ms() -> (u64, u64) {
+    use nix::sys::resource::{UsageWho, getrusage};
+    match getrusage(UsageWho::RUSAGE_SELF) {
+        Ok(u) => {
+            let ms = |t: nix::sys::time::TimeVal| {
+                (t.tv_sec() as u64) * 1000 + (t.tv_usec() as u64) / 1000
+            };
+            (ms(u.user_time()), ms(u.system_time()))
+        }
+        Err(_) => (0, 0),
+    }
 }

@@ -161,8 +161,11 @@ pub(super) fn items(v: Value) -> Vec<Value> {
     }
 }
 
+/// An entry's fields, in order.
+pub(super) type Fields = Vec<(String, String)>;
+
 /// An entry's field/value list; `None` when the entry is gone (nil).
-pub(super) fn fields(v: Value) -> Option<Vec<(String, String)>> {
+pub(super) fn fields(v: Value) -> Option<Fields> {
     if matches!(v, Value::Nil) {
         return None;
     }
@@ -178,7 +181,7 @@ pub(super) fn fields(v: Value) -> Option<Vec<(String, String)>> {
 }
 
 /// The entries of an `XREADGROUP` reply: `(entry id, fields)`.
-pub(super) fn read_reply(v: Value) -> Vec<(String, Option<Vec<(String, String)>>)> {
+pub(super) fn read_reply(v: Value) -> Vec<(String, Option<Fields>)> {
     let mut out = Vec::new();
     for stream in items(v) {
         let mut parts = items(stream).into_iter();
@@ -197,11 +200,7 @@ pub(super) fn read_reply(v: Value) -> Vec<(String, Option<Vec<(String, String)>>
 
 /// A delivery from a stream entry. `pel_count` is the delivery count of the pending list; the entry's
 /// own `deliveries` field (set when a host handed the task back) adds the deliveries before it.
-pub(super) fn delivery(
-    entry_id: &str,
-    fields: Option<Vec<(String, String)>>,
-    pel_count: u32,
-) -> Delivery {
+pub(super) fn delivery(entry_id: &str, fields: Option<Fields>, pel_count: u32) -> Delivery {
     let fields = fields.unwrap_or_default();
     let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
     let prior = get("deliveries")

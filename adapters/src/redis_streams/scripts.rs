@@ -68,21 +68,30 @@ return lost
 
 /// Settling. KEYS: stream, dead-letter stream, result key, index. ARGV: group, consumer, entry id, status,
 /// result document, ttl ms, error message, attempts, task text if the entry is gone, task id.
-/// Returns 1 (recorded), 2 (this very document was already recorded: a retry after a lost reply), 0 (lost).
+/// Returns 1 (recorded), 2 (this very document was already recorded: a retry after a lost reply), 0 (lost:
+/// another consumer holds it, settled it or handed it back), 3 (recorded although the entry is gone without a
+/// trace — pending nowhere, not in the stream, no result, not re-added: a Redis without persistence restarted
+/// or the stream was deleted — so nobody else can hold the task).
 const SETTLE: &str = r#"
 local who = pending(KEYS[1], ARGV[1], ARGV[3])
+local gone = false
 if who ~= ARGV[2] then
-  if redis.call('GET', KEYS[3]) == ARGV[5] then return 2 end
-  return 0
+  local stored = redis.call('GET', KEYS[3])
+  if stored == ARGV[5] then return 2 end
+  if stored or who or entry(KEYS[1], ARGV[3]) then return 0 end
+  local cur = redis.call('HGET', KEYS[4], ARGV[10])
+  if cur and cur ~= ARGV[3] and entry(KEYS[1], cur) then return 0 end
+  gone = true
 end
 local task = field(entry(KEYS[1], ARGV[3]), 'task') or ARGV[9]
 if ARGV[4] == 'dead' then
   redis.call('XADD', KEYS[2], '*', 'task', task, 'error', ARGV[7], 'attempts', ARGV[8])
 end
 redis.call('SET', KEYS[3], ARGV[5], 'PX', ARGV[6])
+if redis.call('HGET', KEYS[4], ARGV[10]) == ARGV[3] then redis.call('HDEL', KEYS[4], ARGV[10]) end
+if gone then return 3 end
 redis.call('XACK', KEYS[1], ARGV[1], ARGV[3])
 redis.call('XDEL', KEYS[1], ARGV[3])
-if redis.call('HGET', KEYS[4], ARGV[10]) == ARGV[3] then redis.call('HDEL', KEYS[4], ARGV[10]) end
 return 1
 "#;
 

@@ -1,0 +1,75 @@
+//! `workerhost status ID` against Redis: the stored result, else the index and the pending list.
+
+use super::RedisSource;
+use super::parse::{self, text};
+use crate::{AdapterError, ResultDocument, TaskStatus};
+
+impl RedisSource {
+    /// See [`crate::TaskSource::status`] on [`RedisSource`].
+    pub(super) async fn lookup(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
+        let mut get = redis::cmd("GET");
+        get.arg(self.s.keys.result(id));
+        if let Some(raw) = text(&self.query(&get).await?) {
+            let doc: ResultDocument = serde_json::from_str(&raw).map_err(|e| {
+                AdapterError::Backend(format!(
+                    "task {id}: stored result is not a result document: {e}"
+                ))
+            })?;
+            return Ok(Some(TaskStatus {
+                id: id.to_string(),
+                task_type: doc.task_type.clone(),
+                status: doc.status.clone(),
+                deliveries: 0,
+                result: Some(doc),
+            }));
+        }
+        let mut hget = redis::cmd("HGET");
+        hget.arg(&self.s.keys.index).arg(id);
+        let Some(entry) = text(&self.query(&hget).await?) else {
+            return Ok(None);
+        };
+        let mut range = redis::cmd("XRANGE");
+        range.arg(&self.s.keys.stream).arg(&entry).arg(&entry);
+        let Some(first) = parse::items(self.query(&range).await?).into_iter().next() else {
+            return Ok(None);
+        };
+        let fields = parse::items(first)
+            .into_iter()
+            .nth(1)
+            .and_then(parse::fields);
+        let mut pending = redis::cmd("XPENDING");
+        pending
+            .arg(&self.s.keys.stream)
+            .arg(&self.s.group)
+            .arg(&entry)
+            .arg(&entry)
+            .arg(1);
+        let pel = match self.query(&pending).await {
+            Ok(v) => parse::items(v).into_iter().next().map(parse::items),
+            Err(AdapterError::Backend(_)) => None, // no group yet: nobody has read it
+            Err(e) => return Err(e),
+        };
+        let count = pel
+            .as_ref()
+            .and_then(|p| p.get(3))
+            .and_then(text)
+            .and_then(|n| n.parse().ok())
+            .unwrap_or(0);
+        let d = parse::delivery(&entry, fields, count);
+        Ok(Some(TaskStatus {
+            id: id.to_string(),
+            task_type: d
+                .envelope
+                .as_ref()
+                .map(|e| e.task_type.clone())
+                .unwrap_or_default(),
+            status: if pel.is_some() { "running" } else { "queued" }.into(),
+            deliveries: if pel.is_some() {
+                d.deliveries
+            } else {
+                d.deliveries - 1
+            },
+            result: None,
+        }))
+    }
+}
