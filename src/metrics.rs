@@ -41,6 +41,8 @@ pub struct Metrics {
     task_manager_up: IntGauge,
     restarts: IntCounterVec,
     lost_leases: IntCounter,
+    /// The same count under the name the HTTP task manager's users know it by (a lost claim).
+    lost_claims: IntCounter,
     hook_events: IntCounterVec,
     hooks: Vec<(String, Arc<HookCounters>)>,
 }
@@ -98,6 +100,10 @@ impl Metrics {
                 "workerhost_lost_leases_total",
                 "Outcomes dropped because another host had taken the task over.",
             )?,
+            lost_claims: IntCounter::new(
+                "workerhost_lost_claims_total",
+                "Same as workerhost_lost_leases_total: results dropped because the claim was lost (HTTP 403 on complete).",
+            )?,
             hook_events: counter_vec(
                 "workerhost_observer_events_total",
                 "Events handled by the configured observer hooks, by hook and result (delivered, failed, dropped).",
@@ -121,6 +127,7 @@ impl Metrics {
         r.register(Box::new(m.task_manager_up.clone()))?;
         r.register(Box::new(m.restarts.clone()))?;
         r.register(Box::new(m.lost_leases.clone()))?;
+        r.register(Box::new(m.lost_claims.clone()))?;
         r.register(Box::new(m.hook_events.clone()))?;
         r.register(Box::new(build))?;
         Ok(m)
@@ -137,6 +144,7 @@ impl Metrics {
         self.task_manager_up
             .set(i64::from(state.task_manager_up.load(Ordering::Relaxed)));
         catch_up(&self.lost_leases, state.lost_leases.load(Ordering::Relaxed));
+        catch_up(&self.lost_claims, state.lost_leases.load(Ordering::Relaxed));
         let mut running: HashMap<String, i64> = HashMap::new();
         for w in registry.workers() {
             let name = w.config.name.as_str();

@@ -12,13 +12,14 @@ macro_rules! log_event {
         tracing::$level!(
             target: "workerhost::task",
             event = $e.event.as_str(),
-            task_id = $e.task_id.as_deref().unwrap_or(""),
-            task_type = $e.task_type.as_deref().unwrap_or(""),
-            worker = $e.worker.as_deref().unwrap_or(""),
-            attempt = $e.attempt.unwrap_or(0),
-            outcome = $e.outcome.unwrap_or(""),
-            duration_ms = $e.duration_ms.unwrap_or(0),
-            error = $e.error.as_deref().unwrap_or(""),
+            // Fields that do not apply to an event are left out, not logged empty.
+            task_id = $e.task_id.as_deref(),
+            task_type = $e.task_type.as_deref(),
+            worker = $e.worker.as_deref(),
+            attempt = $e.attempt,
+            outcome = $e.outcome,
+            duration_ms = $e.duration_ms,
+            error = $e.error.as_deref(),
             "{}",
             $msg
         )

@@ -124,12 +124,15 @@ fn a_lost_claim_is_counted_and_the_host_keeps_going() {
     let url = server::start(tm.clone());
     let p = Project::new();
     configure(&p, &url, "", &worker(&p, "T", ""));
-    let mut host = p
-        .cmd(&[])
-        .env("TM_KEY", KEY)
-        .stderr(std::process::Stdio::piped())
-        .spawn()
-        .expect("host");
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut host = Running(
+        p.cmd(&["--listen", &listen])
+            .env("TM_KEY", KEY)
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .expect("host"),
+    );
     assert!(wait_until(Duration::from_secs(10), || tm.task(slow).status
         == "claimed"));
     // The service's claim timeout passed: another worker takes the task over.
@@ -144,6 +147,13 @@ fn a_lost_claim_is_counted_and_the_host_keeps_going() {
         wait_until(Duration::from_secs(10), || tm.task(fast).status
             == "completed"),
         "the host keeps going"
+    );
+    let metrics = http_get(port, "/metrics", &[]).expect("metrics").body;
+    assert!(
+        metrics
+            .lines()
+            .any(|l| l == "workerhost_lost_claims_total 1"),
+        "{metrics}"
     );
     signal(&host, nix::sys::signal::Signal::SIGTERM);
     assert!(wait_child(&mut host, Duration::from_secs(10)).success());
