@@ -187,3 +187,21 @@ pub struct Attempt {
     pub duration: Duration,
     pub exit_code: Option<i32>,
 }
+
+impl Attempt {
+    /// An attempt that started at `started` and ends now.
+    pub fn ended(
+        outcome: Outcome,
+        started: std::time::Instant,
+        stderr_tail: String,
+        exit_code: Option<i32>,
+    ) -> Attempt {
+        Attempt {
+            outcome,
+            stderr_tail,
+            logs: Vec::new(),
+            duration: started.elapsed(),
+            exit_code,
+        }
+    }
+}

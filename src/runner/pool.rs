@@ -128,7 +128,7 @@ impl Pool {
     ) -> Attempt {
         let started = Instant::now();
         let Ok(_slot) = self.slots.acquire().await else {
-            return done(Outcome::Interrupted, started, String::new(), None);
+            return Attempt::ended(Outcome::Interrupted, started, String::new(), None);
         };
         let reused = self.idle.lock().ok().and_then(|mut v| v.pop());
         let mut p = match reused {
@@ -136,7 +136,12 @@ impl Pool {
             None => match self.start(cfg, progress) {
                 Ok(p) => p,
                 Err(reason) => {
-                    return done(Outcome::SpawnError { reason }, started, String::new(), None);
+                    return Attempt::ended(
+                        Outcome::SpawnError { reason },
+                        started,
+                        String::new(),
+                        None,
+                    );
                 }
             },
         };
@@ -255,7 +260,7 @@ impl Pool {
         } else {
             self.retire(p, keep);
         }
-        let mut a = done(outcome, started, tail, None);
+        let mut a = Attempt::ended(outcome, started, tail, None);
         a.logs = logs;
         a
     }
@@ -286,21 +291,6 @@ impl Pool {
         }
         // Whatever is left of the group goes too.
         let _ = killpg(p.pgid, Signal::SIGKILL);
-    }
-}
-
-fn done(
-    outcome: Outcome,
-    started: Instant,
-    stderr_tail: String,
-    exit_code: Option<i32>,
-) -> Attempt {
-    Attempt {
-        outcome,
-        stderr_tail,
-        logs: Vec::new(),
-        duration: started.elapsed(),
-        exit_code,
     }
 }
 

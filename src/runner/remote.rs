@@ -52,7 +52,7 @@ impl RemoteRunner {
         };
         let answer = tokio::select! {
             r = tokio::time::timeout(cfg.timeout, call) => r,
-            _ = kill.cancelled() => return attempt(Outcome::Interrupted, started),
+            _ = kill.cancelled() => return Attempt::ended(Outcome::Interrupted, started, String::new(), None),
         };
         let outcome = match answer {
             Err(_) => Outcome::Timeout { by_host: true },
@@ -68,7 +68,7 @@ impl RemoteRunner {
             },
             Ok(Ok((status, Some(body)))) => classify(status, &body),
         };
-        attempt(outcome, started)
+        Attempt::ended(outcome, started, String::new(), None)
     }
 }
 
@@ -99,15 +99,5 @@ fn classify(status: reqwest::StatusCode, body: &[u8]) -> Outcome {
             error,
         },
         Err(reason) => Outcome::ProtocolError { reason },
-    }
-}
-
-fn attempt(outcome: Outcome, started: Instant) -> Attempt {
-    Attempt {
-        outcome,
-        stderr_tail: String::new(),
-        logs: Vec::new(),
-        duration: started.elapsed(),
-        exit_code: None,
     }
 }

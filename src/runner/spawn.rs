@@ -237,6 +237,7 @@ fn signal_group(pgid: Pid, sig: Signal) {
     let _ = killpg(pgid, sig);
 }
 
+/// The attempt, with the stderr tail collected so far.
 fn attempt(
     outcome: Outcome,
     started: Instant,
@@ -244,13 +245,7 @@ fn attempt(
     exit_code: Option<i32>,
 ) -> Attempt {
     let stderr_tail = tail.lock().map(|t| t.text()).unwrap_or_default();
-    Attempt {
-        outcome,
-        stderr_tail,
-        logs: Vec::new(),
-        duration: started.elapsed(),
-        exit_code,
-    }
+    Attempt::ended(outcome, started, stderr_tail, exit_code)
 }
 
 /// The outcome table of the protocol, for a process that exited on its own, with the `logs` the worker

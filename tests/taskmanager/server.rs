@@ -148,8 +148,12 @@ fn gate(tm: &TaskManager, headers: &HeaderMap) -> Option<Response> {
 }
 
 /// Every POST needs a JSON body.
-fn body_of(raw: &str) -> Result<Value, Response> {
-    serde_json::from_str(raw).map_err(|_| err(StatusCode::BAD_REQUEST, "Invalid JSON body"))
+fn body_of(raw: &str) -> Option<Value> {
+    serde_json::from_str(raw).ok()
+}
+
+fn bad_body() -> Response {
+    err(StatusCode::BAD_REQUEST, "Invalid JSON body")
 }
 
 async fn health() -> Response {
@@ -176,9 +180,8 @@ async fn register(State(tm): State<TaskManager>, h: HeaderMap, raw: String) -> R
     if let Some(r) = gate(&tm, &h) {
         return r;
     }
-    let b = match body_of(&raw) {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some(b) = body_of(&raw) else {
+        return bad_body();
     };
     let (Some(name), Some(_)) = (b["name"].as_str(), b["param_schema"].get("type")) else {
         return err(
@@ -195,9 +198,8 @@ async fn claim(State(tm): State<TaskManager>, h: HeaderMap, raw: String) -> Resp
     if let Some(r) = gate(&tm, &h) {
         return r;
     }
-    let b = match body_of(&raw) {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some(b) = body_of(&raw) else {
+        return bad_body();
     };
     let type_id = b["task_type_id"]
         .as_u64()
@@ -242,9 +244,8 @@ async fn complete(
     if let Some(r) = gate(&tm, &h) {
         return r;
     }
-    let b = match body_of(&raw) {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some(b) = body_of(&raw) else {
+        return bad_body();
     };
     if b.get("error").is_some_and(|e| !e.is_string()) {
         return err(StatusCode::BAD_REQUEST, "error must be a string");
@@ -285,9 +286,8 @@ async fn progress(
     if let Some(r) = gate(&tm, &h) {
         return r;
     }
-    let b = match body_of(&raw) {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some(b) = body_of(&raw) else {
+        return bad_body();
     };
     let mut s = tm.lock();
     let Some(t) = s.tasks.iter_mut().find(|t| t.id == id) else {
@@ -304,9 +304,8 @@ async fn create(State(tm): State<TaskManager>, h: HeaderMap, raw: String) -> Res
     if let Some(r) = gate(&tm, &h) {
         return r;
     }
-    let b = match body_of(&raw) {
-        Ok(b) => b,
-        Err(r) => return r,
+    let Some(b) = body_of(&raw) else {
+        return bad_body();
     };
     let (Some(name), Some(params)) = (b["type"].as_str(), b["params"].as_object()) else {
         return err(StatusCode::BAD_REQUEST, "type and params are required");
