@@ -124,11 +124,14 @@ impl Host {
                 self.wait(Duration::from_secs(1), &stop).await;
                 continue;
             }
+            // A burst may end only on an empty answer to a claim that asked every worker.
+            let asked_all = req.slots.len() == self.registry().workers().len();
             match self.source.claim(&req).await {
                 Ok(ds) if ds.is_empty() => {
                     self.mark_up(true);
                     backoff = Duration::from_millis(100);
-                    if self.opts.burst && self.state.in_flight.load(Ordering::SeqCst) == 0 {
+                    let idle = self.state.in_flight.load(Ordering::SeqCst) == 0;
+                    if self.opts.burst && idle && asked_all {
                         tracing::info!(
                             "burst: nothing left to claim and nothing in flight; stopping"
                         );
@@ -295,7 +298,7 @@ impl Host {
         };
         let kill = kill.clone();
         self.tracker.spawn(async move {
-            let _permits = ctx.permits(global, local, &worker).await;
+            let permits = ctx.permits(global, local, &worker).await;
             let first_attempt = d.deliveries.max(1);
             let fin = ctx.proxy.run(&worker, &env, first_attempt, &kill).await;
             match fin {
@@ -320,6 +323,8 @@ impl Host {
             if let Ok(mut t) = ctx.state.tasks.lock() {
                 t.remove(&env.id);
             }
+            // Capacity first, then the count: whoever sees `in_flight` drop sees the capacity free.
+            drop(permits);
             worker.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
             ctx.state.in_flight.fetch_sub(1, Ordering::SeqCst);
             ctx.done.notify_one();
