@@ -18,8 +18,20 @@ use workerhost::settings::{self, Flags, Settings};
 
 /// Sets up logging to stderr: text or one JSON object a line. `RUST_LOG` overrides the level.
 pub fn init_logging(level: &str, json: bool) {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .or_else(|_| tracing_subscriber::EnvFilter::try_new(level))
+    // The AMQP client logs its login frame (with the password) at trace level: never go below debug
+    // for it, whatever the level asked for.
+    const CAP: &str =
+        "lapin=debug,amq_protocol=debug,amq_protocol_tcp=debug,amq_protocol_types=debug";
+    let spec = std::env::var("RUST_LOG")
+        .ok()
+        .filter(|v| !v.trim().is_empty())
+        .unwrap_or_else(|| level.to_string());
+    let spec = if spec.contains("trace") {
+        format!("{spec},{CAP}")
+    } else {
+        spec
+    };
+    let filter = tracing_subscriber::EnvFilter::try_new(&spec)
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
     let builder = tracing_subscriber::fmt()
         .with_env_filter(filter)

@@ -54,6 +54,8 @@ const TM_KEYS: &[&str] = &[
     "declare",
     "prefetch",
     "dead_letter_queue",
+    "dead_letter_exchange",
+    "consumer_timeout_ms",
     "result_exchange",
     "result_routing_key",
     "table",
@@ -266,7 +268,9 @@ fn task_manager(ctx: &mut Ctx, root: &Mapping) -> (TaskManagerConfig, Option<u32
             "lease_seconds" | "result_ttl_seconds" | "claim_timeout_seconds" | "poll_interval" => {
                 ctx.secs(m, p, k, false).map(|d| d.as_secs_f64().into())
             }
-            "prefetch" | "block_ms" | "poll_interval_ms" => ctx.uint(m, p, k, 1).map(Into::into),
+            "prefetch" | "block_ms" | "poll_interval_ms" | "consumer_timeout_ms" => {
+                ctx.uint(m, p, k, 1).map(Into::into)
+            }
             "max_deliveries" => ctx.u32(m, p, k, 1).map(Into::into),
             "declare" | "register_task_types" => ctx.boolean(m, p, k).map(Into::into),
             _ if TM_KEYS.contains(&k.as_str()) => ctx.string(m, p, k).map(Into::into),

@@ -4,10 +4,14 @@
 
 use super::settings::{QueueType, Settings};
 use lapin::options::{
-    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, QueueDeclareOptions,
+    BasicPublishOptions, BasicQosOptions, ConfirmSelectOptions, ExchangeDeclareOptions,
+    QueueDeclareOptions,
 };
-use lapin::types::{AMQPValue, FieldTable, ShortString};
-use lapin::{BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer};
+use lapin::types::{AMQPValue, FieldTable, LongString, ShortString};
+use lapin::{
+    BasicProperties, Channel, Confirmation, Connection, ConnectionProperties, Consumer,
+    ExchangeKind,
+};
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
@@ -30,23 +34,23 @@ pub fn queue_args(s: &Settings) -> FieldTable {
     let mut args = FieldTable::default();
     match s.queue_type {
         Some(QueueType::Quorum) => {
-            args.insert("x-queue-type".into(), ShortString::from("quorum").into());
+            args.insert("x-queue-type".into(), LongString::from("quorum").into());
         }
         Some(QueueType::Classic) => {
-            args.insert("x-queue-type".into(), ShortString::from("classic").into());
+            args.insert("x-queue-type".into(), LongString::from("classic").into());
         }
         None => {}
     }
     if let Some(dlx) = &s.dead_letter_exchange {
         args.insert(
             "x-dead-letter-exchange".into(),
-            ShortString::from(dlx.as_str()).into(),
+            LongString::from(dlx.as_str()).into(),
         );
         if dlx.is_empty() {
             // The default exchange routes by queue name: send dead letters to the dead-letter queue.
             args.insert(
                 "x-dead-letter-routing-key".into(),
-                ShortString::from(s.dead_letter_queue.as_str()).into(),
+                LongString::from(s.dead_letter_queue.as_str()).into(),
             );
         }
     }
@@ -97,8 +101,22 @@ impl Link {
                 )
                 .await?;
         }
+        if let Some(x) = s.result_exchange.as_deref().filter(|x| !x.is_empty()) {
+            let passive = ExchangeDeclareOptions {
+                passive: true,
+                ..Default::default()
+            };
+            self.publisher
+                .exchange_declare(
+                    x.into(),
+                    ExchangeKind::Direct,
+                    passive,
+                    FieldTable::default(),
+                )
+                .await?;
+        }
         let own_dead_queue = s.dead_letter_exchange.is_none()
-            || s.dead_letter_exchange.as_deref() == Some("") && s.declare;
+            || (s.dead_letter_exchange.as_deref() == Some("") && s.declare);
         if own_dead_queue {
             self.publisher
                 .queue_declare(

@@ -77,7 +77,8 @@ impl Settings {
             Some(n) if (1..=u64::from(u16::MAX)).contains(&n) => Some(n as u16),
             Some(_) => return Err(bad("prefetch", "a number from 1 to 65535")),
         };
-        let dead_letter_queue = string("dead_letter_queue")?.unwrap_or_else(|| format!("{queue}.dead"));
+        let dead_letter_queue =
+            string("dead_letter_queue")?.unwrap_or_else(|| format!("{queue}.dead"));
         let s = Settings {
             dead_letter_queue,
             dead_letter_exchange: string("dead_letter_exchange")?,
