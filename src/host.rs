@@ -221,10 +221,24 @@ impl Host {
         }
     }
 
+    /// `task_failed` then `task_dead_lettered` for a delivery the host dead-letters without running it
+    /// (malformed, unknown type, delivery limit), so hooks and metrics see it like any other dead task.
+    fn emit_dead(&self, id: &str, task_type: Option<&str>, worker: Option<&str>, msg: &str) {
+        for k in [EventKind::TaskFailed, EventKind::TaskDeadLettered] {
+            let mut e = Event::new(k, &self.opts.host_id);
+            e.task_id = Some(id.to_string());
+            e.task_type = task_type.map(str::to_string);
+            e.worker = worker.map(str::to_string);
+            e.error = Some(msg.to_string());
+            self.proxy.observers.emit(e);
+        }
+    }
+
     fn start(&self, d: Delivery, kill: &CancellationToken) {
         let reg = self.registry();
         let env = match &d.envelope {
             Err(m) => {
+                self.emit_dead(&d.lease.task_id, None, None, &m.reason);
                 let error = json!({"message": m.reason, "outcome": "malformed", "raw": m.raw});
                 let doc = self.dead_doc(&d.lease.task_id, "", None, error, 0);
                 self.spawn_settle(d.lease, doc, None);
@@ -238,6 +252,7 @@ impl Host {
         let Some(worker) = reg.for_type(&env.task_type).cloned() else {
             self.proxy.observers.emit(received);
             let msg = format!("no worker handles type {}", env.task_type);
+            self.emit_dead(&env.id, Some(&env.task_type), None, &msg);
             let error = json!({"message": msg, "outcome": "unknown_type"});
             let doc = self.dead_doc(&env.id, &env.task_type, None, error, 0);
             self.spawn_settle(d.lease, doc, None);
@@ -250,14 +265,12 @@ impl Host {
                 "delivery limit reached: delivered {} times without an outcome (max_deliveries {})",
                 d.deliveries, worker.config.max_deliveries
             );
-            for k in [EventKind::TaskFailed, EventKind::TaskDeadLettered] {
-                let mut e = Event::new(k, &self.opts.host_id);
-                e.task_id = Some(env.id.clone());
-                e.task_type = Some(env.task_type.clone());
-                e.worker = Some(worker.config.name.clone());
-                e.error = Some(msg.clone());
-                self.proxy.observers.emit(e);
-            }
+            self.emit_dead(
+                &env.id,
+                Some(&env.task_type),
+                Some(&worker.config.name),
+                &msg,
+            );
             let error = json!({"message": msg, "outcome": "delivery_limit"});
             let doc = self.dead_doc(
                 &env.id,

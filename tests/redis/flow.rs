@@ -113,6 +113,12 @@ fn malformed_and_unknown_entries_end_in_dead_and_the_host_goes_on() {
         .is_some()));
     let (code, log) = host.stop();
     assert_eq!(code, Some(0), "{log}");
+    // Dead-lettered without running, but hooks and metrics see them like any dead task.
+    assert_eq!(
+        log.matches("task dead-lettered").count(),
+        4,
+        "one task_dead_lettered event each: {log}"
+    );
     let dead = s.dead();
     let errors: Vec<&str> = dead.iter().map(|d| d["error"].as_str()).collect();
     for want in [
