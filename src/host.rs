@@ -7,19 +7,22 @@
 use crate::observers::{Event, EventKind, Observers};
 use crate::proxy::{Final, Proxy};
 use crate::registry::{Registry, WorkerEntry};
-use crate::runner::{Progress, ProgressSink};
+use crate::runner::ProgressSink;
 pub use crate::stats::RunningTask;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
+use task::{TaskCtx, forward_progress, settle};
+use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+mod task;
+
 use workerhost_adapters::{
-    AdapterError, ClaimRequest, ClaimSlot, Delivery, Envelope, Lease, ResultDocument, Source,
-    TaskSource, now_ms, rfc3339_ms,
+    ClaimRequest, ClaimSlot, Delivery, Envelope, Lease, ResultDocument, Source, Stamp, TaskSource,
+    now_ms, rfc3339_ms,
 };
 
 /// How the host runs.
@@ -53,6 +56,8 @@ pub struct Host {
     opts: HostOptions,
     pub state: Arc<HostState>,
     global: Arc<Semaphore>,
+    /// Outcomes being recorded after their process ended, at most `concurrency` (see `start`).
+    settling: Arc<Semaphore>,
     leases: Arc<Mutex<HashSet<Lease>>>,
     done: Arc<Notify>,
     tracker: TaskTracker,
@@ -86,6 +91,7 @@ impl Host {
             registry: Arc::new(RwLock::new(Arc::new(registry))),
             proxy,
             global: Arc::new(Semaphore::new(opts.concurrency.max(1))),
+            settling: Arc::new(Semaphore::new(opts.concurrency.max(1))),
             opts,
             state: Arc::new(HostState {
                 started: Instant::now(),
@@ -137,7 +143,11 @@ impl Host {
                         );
                         break;
                     }
-                    self.wait(self.source.idle_wait(), &stop).await;
+                    tokio::select! {
+                        _ = self.done.notified() => {}
+                        _ = self.source.wait_for_tasks() => {}
+                        _ = stop.cancelled() => {}
+                    }
                 }
                 Ok(ds) => {
                     self.mark_up(true);
@@ -295,7 +305,7 @@ impl Host {
                 task_id: env.id.clone(),
                 task_type: env.task_type.clone(),
                 worker: worker.config.name.clone(),
-                started_at: rfc3339_ms(now_ms()),
+                started_at: Stamp::now(),
                 started: Instant::now(),
                 attempt: d.deliveries.max(1),
             };
@@ -305,13 +315,14 @@ impl Host {
             source: self.source.clone(),
             proxy: self.proxy.clone(),
             global_sem: self.global.clone(),
+            settling: self.settling.clone(),
             leases: self.leases.clone(),
             done: self.done.clone(),
             state: self.state.clone(),
         };
         let kill = kill.clone();
         self.tracker.spawn(async move {
-            let permits = ctx.permits(global, local, &worker).await;
+            let mut permits = Some(ctx.permits(global, local, &worker).await);
             let first_attempt = d.deliveries.max(1);
             let fin = ctx.proxy.run(&worker, &env, first_attempt, &kill).await;
             match fin {
@@ -323,7 +334,17 @@ impl Host {
                         let msg = doc.error.as_ref().and_then(|e| e.get("message")).and_then(|m| m.as_str()).unwrap_or("failed").to_string();
                         worker.stats.record_failure(msg, at);
                     }
+                    // The process is done: its capacity goes to the next task while the outcome is
+                    // recorded (one broker round trip), unless `concurrency` outcomes are being recorded
+                    // already: a task manager that hands out tasks but takes no outcomes must not make
+                    // the host run ever more of them.
+                    let settling = ctx.settling.clone().try_acquire_owned().ok();
+                    if settling.is_some() {
+                        permits = None;
+                        ctx.done.notify_one();
+                    }
                     settle(&ctx.source, &d.lease, &doc, &ctx.state, &kill).await;
+                    drop(settling);
                 }
                 Final::Released => match ctx.source.release(&d.lease).await {
                     Ok(()) => tracing::warn!(task_id = %env.id, "task handed back to the task manager unfinished"),
@@ -419,94 +440,6 @@ impl Host {
                     Err(e) => tracing::warn!(error = %e, "cannot renew leases"),
                 }
             }
-        }
-    }
-}
-
-/// What a task's own async task needs of the host.
-struct TaskCtx {
-    source: Arc<Source>,
-    proxy: Proxy,
-    global_sem: Arc<Semaphore>,
-    leases: Arc<Mutex<HashSet<Lease>>>,
-    done: Arc<Notify>,
-    state: Arc<HostState>,
-}
-
-impl TaskCtx {
-    /// The permits taken at claim time, or (if an adapter handed over more than was asked) waits for them.
-    async fn permits(
-        &self,
-        global: Option<OwnedSemaphorePermit>,
-        local: Option<OwnedSemaphorePermit>,
-        worker: &WorkerEntry,
-    ) -> (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>) {
-        let g = match global {
-            Some(p) => Some(p),
-            None => self.global_sem.clone().acquire_owned().await.ok(),
-        };
-        let l = match local {
-            Some(p) => Some(p),
-            None => worker.permits.clone().acquire_owned().await.ok(),
-        };
-        (g, l)
-    }
-}
-
-/// Records an outcome, retrying while the task manager is unreachable (the lease is renewed meanwhile,
-/// so the task is not redelivered). A lost lease is logged and counted: the new holder's outcome wins.
-async fn settle(
-    source: &Source,
-    lease: &Lease,
-    doc: &ResultDocument,
-    state: &HostState,
-    kill: &CancellationToken,
-) {
-    let mut backoff = Duration::from_millis(100);
-    loop {
-        match source.settle(lease, doc).await {
-            Ok(()) => return,
-            Err(AdapterError::LeaseLost { id }) => {
-                state.lost_leases.fetch_add(1, Ordering::Relaxed);
-                tracing::warn!(task_id = %id, status = %doc.status, "lease lost before the outcome was recorded: another host holds the task; this outcome is dropped");
-                return;
-            }
-            Err(e) => {
-                tracing::warn!(task_id = %lease.task_id, error = %e, "cannot record the outcome yet; retrying");
-                tokio::select! {
-                    _ = tokio::time::sleep(backoff) => {}
-                    _ = kill.cancelled() => {
-                        tracing::warn!(task_id = %lease.task_id, "stopping before the outcome was recorded; the task will be delivered again");
-                        return;
-                    }
-                }
-                backoff = (backoff * 2).min(Duration::from_secs(10));
-            }
-        }
-    }
-}
-
-/// Forwards workers' progress reports to the task manager, at most one call a second per task (the
-/// newest report wins; 100% always goes through). Ends when the host drops its sender.
-async fn forward_progress(source: Arc<Source>, mut rx: tokio::sync::mpsc::Receiver<Progress>) {
-    let mut last: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
-    while let Some(p) = rx.recv().await {
-        let now = Instant::now();
-        let due = last
-            .get(&p.task_id)
-            .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(1));
-        if !due && p.percent < 100.0 {
-            continue;
-        }
-        last.insert(p.task_id.clone(), now);
-        if last.len() > 10_000 {
-            last.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
-        }
-        if let Err(e) = source
-            .progress(&p.task_id, p.percent, p.message.as_deref())
-            .await
-        {
-            tracing::debug!(task_id = %p.task_id, error = %e, "progress not recorded");
         }
     }
 }

@@ -66,8 +66,8 @@ pub struct RunningTask {
     #[serde(rename = "type")]
     pub task_type: String,
     pub worker: String,
-    /// RFC 3339 UTC, when this delivery started here.
-    pub started_at: String,
+    /// When this delivery started here (RFC 3339 UTC when shown).
+    pub started_at: workerhost_adapters::Stamp,
     #[serde(skip)]
     pub started: Instant,
     /// The attempt running now (updated by the status observer on `task_started`).

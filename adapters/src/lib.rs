@@ -24,7 +24,7 @@ pub mod sqlite;
 pub mod time;
 
 pub use envelope::{Envelope, ResultDocument, TaskStatus};
-pub use time::{now_rfc3339, rfc3339_ms};
+pub use time::{Stamp, now_rfc3339, rfc3339_ms};
 
 /// Errors every adapter can return.
 #[derive(Debug, thiserror::Error)]
@@ -143,6 +143,12 @@ pub trait TaskSource: Send + Sync {
     /// How long to wait before claiming again after a claim that returned nothing.
     fn idle_wait(&self) -> Duration;
 
+    /// The wait after a claim that returned nothing: [`TaskSource::idle_wait`], or less when the adapter
+    /// learns that tasks may have arrived (so an idle host starts a new task at once, not at its next poll).
+    fn wait_for_tasks(&self) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(self.idle_wait())
+    }
+
     /// Enqueues a task and returns the id the task manager knows it by (some assign their own).
     fn enqueue(
         &self,
@@ -232,6 +238,9 @@ impl TaskSource for Source {
     }
     fn idle_wait(&self) -> Duration {
         dispatch!(self, s => s.idle_wait())
+    }
+    async fn wait_for_tasks(&self) {
+        dispatch!(self, s => s.wait_for_tasks().await)
     }
     async fn stop_consuming(&self) {
         dispatch!(self, s => s.stop_consuming().await)

@@ -31,7 +31,7 @@ use crate::{
 use parse::{Redactor, Settings, text};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, RedisError, Value};
-use scripts::Scripts;
+use scripts::{Lua, Scripts};
 use serde_json::{Map, Value as Json};
 use std::collections::HashSet;
 use std::sync::{Mutex, PoisonError};
@@ -177,14 +177,28 @@ impl RedisSource {
 
     async fn query(&self, cmd: &Cmd) -> Result<Value, AdapterError> {
         let mut c = self.s.conn.clone();
-        cmd.query_async::<Value>(&mut c)
-            .await
-            .map_err(|e| self.err(&e))
+        match cmd.query_async::<Value>(&mut c).await {
+            // The scripts are run by hash; a Redis that does not know them (restarted, flushed) learns them.
+            Err(e) if e.code() == Some("NOSCRIPT") => {
+                for lua in self.s.scripts.all() {
+                    let mut load = redis::cmd("SCRIPT");
+                    load.arg("LOAD").arg(&lua.body);
+                    load.query_async::<Value>(&mut c)
+                        .await
+                        .map_err(|e| self.err(&e))?;
+                }
+                cmd.query_async::<Value>(&mut c)
+                    .await
+                    .map_err(|e| self.err(&e))
+            }
+            r => r.map_err(|e| self.err(&e)),
+        }
     }
 
-    fn eval(&self, script: &str, keys: &[&str]) -> Cmd {
-        let mut c = redis::cmd("EVAL");
-        c.arg(script).arg(keys.len()).arg(keys);
+    /// A script call by hash (`EVALSHA`): the body is sent only when Redis does not know it yet.
+    fn eval(&self, script: &Lua, keys: &[&str]) -> Cmd {
+        let mut c = redis::cmd("EVALSHA");
+        c.arg(&script.sha).arg(keys.len()).arg(keys);
         c
     }
 

@@ -10,19 +10,22 @@
 //! connection behind a mutex, used only from `spawn_blocking`.
 
 use crate::{
-    AdapterError, ClaimRequest, ClaimSlot, Delivery, Envelope, Lease, Malformed, ResultDocument,
-    TaskSource, TaskStatus, now_ms, rfc3339_ms,
+    AdapterError, ClaimRequest, Delivery, Envelope, Lease, ResultDocument, TaskSource, TaskStatus,
+    now_ms,
 };
-use rusqlite::types::{Value as SqlValue, ValueRef};
-use rusqlite::{Connection, ErrorCode, OptionalExtension, Row, TransactionBehavior, params};
-use serde_json::{Value, json};
+use rows::{claim_tx, col, count, error_message, text};
+use rusqlite::types::Value as SqlValue;
+use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use serde_json::Value;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicI64, Ordering};
-use std::sync::{Arc, Mutex, PoisonError};
+use std::sync::atomic::{AtomicI64, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock, PoisonError};
 use std::time::Duration;
 
+mod rows;
 #[cfg(test)]
 mod tests;
+mod wake;
 
 /// `PRAGMA user_version` of the schema below.
 const SCHEMA_VERSION: i64 = 1;
@@ -86,6 +89,12 @@ pub struct SqliteSource {
     poll_interval: Duration,
     /// When unknown task types were last dead-lettered (ms since the epoch).
     last_sweep: AtomicI64,
+    /// The file as opened, for the change watch.
+    file: PathBuf,
+    /// Wakes an idle host when the file changes; made by the first claim (only hosts claim).
+    watch: OnceLock<Option<wake::Watch>>,
+    /// The watch's mark when the last claim began: a change after it may be a new task.
+    claimed_at: AtomicU64,
 }
 
 fn db_error(path: &str, e: rusqlite::Error) -> AdapterError {
@@ -151,7 +160,16 @@ impl SqliteSource {
             lease_ms: i64::try_from(opts.lease.as_millis()).unwrap_or(i64::MAX / 4),
             poll_interval: opts.poll_interval,
             last_sweep: AtomicI64::new(0),
+            file: opts.path,
+            watch: OnceLock::new(),
+            claimed_at: AtomicU64::new(0),
         })
+    }
+
+    fn watch(&self) -> Option<&wake::Watch> {
+        self.watch
+            .get_or_init(|| wake::Watch::new(&self.file))
+            .as_ref()
     }
 
     /// Runs `f` on the connection in the blocking pool.
@@ -199,187 +217,6 @@ impl SqliteSource {
     }
 }
 
-/// A text column as a string, whatever `sqlite3` stored there by hand.
-fn text(v: ValueRef<'_>) -> Option<String> {
-    match v {
-        ValueRef::Null => None,
-        ValueRef::Integer(i) => Some(i.to_string()),
-        ValueRef::Real(f) => Some(f.to_string()),
-        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
-    }
-}
-
-fn col(row: &Row<'_>, i: usize) -> rusqlite::Result<String> {
-    Ok(text(row.get_ref(i)?).unwrap_or_default())
-}
-
-fn count(row: &Row<'_>, i: usize) -> rusqlite::Result<u32> {
-    Ok(match row.get_ref(i)? {
-        ValueRef::Integer(n) => u32::try_from(n.max(0)).unwrap_or(u32::MAX),
-        _ => 0,
-    })
-}
-
-/// Reads a row of [`TAKE`]'s `RETURNING` clause.
-fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
-    let (id, task_type, params) = (col(row, 0)?, col(row, 1)?, col(row, 2)?);
-    let correlation_id = text(row.get_ref(3)?);
-    let deliveries = count(row, 4)?;
-    let token: i64 = row.get(5)?;
-    let lease = Lease {
-        task_id: id.clone(),
-        receipt: token.to_string(),
-    };
-    Ok(Delivery {
-        lease,
-        envelope: envelope(id, task_type, params, correlation_id),
-        deliveries,
-    })
-}
-
-/// The envelope of a row, or why it is not one (rows inserted by hand with `sqlite3`).
-fn envelope(
-    id: String,
-    task_type: String,
-    params: String,
-    correlation_id: Option<String>,
-) -> Result<Envelope, Malformed> {
-    let parsed = serde_json::from_str::<Value>(&params);
-    let reason = match parsed {
-        Ok(Value::Object(params)) if !id.is_empty() && !task_type.is_empty() => {
-            return Ok(Envelope {
-                id,
-                task_type,
-                params,
-                correlation_id,
-            });
-        }
-        Ok(Value::Object(_)) => format!("task {id:?}: `id` and `type` must be non-empty"),
-        Ok(_) => format!("task {id}: params is not a JSON object"),
-        Err(ref e) => format!("task {id}: params is not JSON: {e}"),
-    };
-    let params = parsed.unwrap_or(Value::String(params));
-    let raw =
-        json!({"id": id, "type": task_type, "params": params, "correlation_id": correlation_id});
-    Err(Malformed {
-        raw: raw.to_string(),
-        reason,
-    })
-}
-
-/// Claims within one IMMEDIATE transaction: each slot takes the oldest claimable tasks of its types,
-/// `total` at most in all.
-fn claim_tx(
-    c: &mut Connection,
-    host: &str,
-    lease_ms: i64,
-    slots: &[ClaimSlot],
-    total: usize,
-    sweep: Option<&[String]>,
-) -> rusqlite::Result<Vec<Delivery>> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
-    let now = now_ms();
-    if let Some(known) = sweep {
-        sweep_unknown(&tx, host, known, now)?;
-    }
-    let mut out = Vec::new();
-    {
-        let mut queued = tx.prepare_cached(SELECT_QUEUED)?;
-        let mut expired = tx.prepare_cached(SELECT_EXPIRED)?;
-        let mut take = tx.prepare_cached(TAKE)?;
-        for slot in slots.iter().filter(|s| s.max > 0) {
-            let room = slot.max.min(total.saturating_sub(out.len()));
-            if room == 0 {
-                break;
-            }
-            let max = i64::try_from(room).unwrap_or(i64::MAX);
-            // One index range per type and state; merged by seq, so FIFO holds across the slot's types.
-            let mut seqs = Vec::new();
-            for t in &slot.types {
-                for s in queued.query_map(params![t, max], |r| r.get::<_, i64>(0))? {
-                    seqs.push(s?);
-                }
-                for s in expired.query_map(params![t, now, max], |r| r.get::<_, i64>(0))? {
-                    seqs.push(s?);
-                }
-            }
-            seqs.sort_unstable();
-            seqs.dedup();
-            seqs.truncate(room);
-            for seq in seqs {
-                out.push(
-                    take.query_row(params![host, now.saturating_add(lease_ms), seq], delivery)?,
-                );
-            }
-        }
-    }
-    tx.commit()?;
-    Ok(out)
-}
-
-/// Dead-letters queued tasks whose type no worker of this host handles.
-fn sweep_unknown(
-    tx: &rusqlite::Transaction<'_>,
-    host: &str,
-    known: &[String],
-    now: i64,
-) -> rusqlite::Result<()> {
-    let marks = vec!["?"; known.len()].join(",");
-    let sql = format!(
-        "SELECT seq, id, type, correlation_id FROM tasks
-         WHERE status = 'queued' AND type NOT IN ({marks}) ORDER BY seq LIMIT {SWEEP_LIMIT}"
-    );
-    let mut select = tx.prepare(&sql)?;
-    let rows = select
-        .query_map(rusqlite::params_from_iter(known), |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                col(r, 1)?,
-                col(r, 2)?,
-                text(r.get_ref(3)?),
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut update = tx.prepare_cached(
-        "UPDATE tasks SET status = 'dead', error = ?1, result = ?2, finished_at = ?3 WHERE seq = ?4",
-    )?;
-    let stamp = rfc3339_ms(now);
-    for (seq, id, task_type, correlation_id) in rows {
-        let message = format!("no worker handles type {task_type}");
-        tracing::warn!(task_id = %id, task_type = %task_type, "dead-lettered: no worker handles this type");
-        let doc = ResultDocument {
-            id,
-            task_type,
-            status: "dead".into(),
-            result: None,
-            error: Some(json!({"message": message, "outcome": "unknown_type"})),
-            attempts: 0,
-            worker: None,
-            host: host.to_string(),
-            started_at: stamp.clone(),
-            finished_at: stamp.clone(),
-            duration_ms: 0,
-            correlation_id,
-        };
-        let doc = serde_json::to_string(&doc).map_err(to_sql_error)?;
-        update.execute(params![message, doc, now, seq])?;
-    }
-    Ok(())
-}
-
-/// The short message kept in the `error` column of a dead task.
-fn error_message(doc: &ResultDocument) -> Option<String> {
-    match doc.error.as_ref()? {
-        Value::Object(m) => Some(match m.get("message") {
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-            None => Value::Object(m.clone()).to_string(),
-        }),
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
-}
-
 impl TaskSource for SqliteSource {
     fn kind(&self) -> &'static str {
         "sqlite"
@@ -396,6 +233,10 @@ impl TaskSource for SqliteSource {
                 .is_ok();
         if req.total() == 0 && !sweep {
             return Ok(Vec::new());
+        }
+        // Changes so far are seen by this claim; a later one ends the wait that follows it.
+        if let Some(w) = self.watch() {
+            self.claimed_at.store(w.mark(), Ordering::SeqCst);
         }
         let (host, lease_ms) = (Arc::clone(&self.host_id), self.lease_ms);
         let (slots, total) = (req.slots.clone(), req.total());
@@ -532,5 +373,16 @@ impl TaskSource for SqliteSource {
 
     fn idle_wait(&self) -> Duration {
         self.poll_interval
+    }
+
+    /// Until another process commits to the file (a task may have been enqueued), at most the poll interval.
+    async fn wait_for_tasks(&self) {
+        match self.watch() {
+            Some(w) => {
+                let mark = self.claimed_at.load(Ordering::SeqCst);
+                w.changed(mark, self.poll_interval).await
+            }
+            None => tokio::time::sleep(self.poll_interval).await,
+        }
     }
 }

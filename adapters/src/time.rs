@@ -14,6 +14,29 @@ pub fn rfc3339_ms(ms: i64) -> String {
     format!("{y:04}-{m:02}-{d:02}T{h:02}:{min:02}:{s:02}.{milli:03}Z")
 }
 
+/// An instant kept as milliseconds since the Unix epoch and shown (and serialized) as [`rfc3339_ms`]
+/// formats it: taking one is cheap, the text is made only when someone reads it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Stamp(pub i64);
+
+impl Stamp {
+    pub fn now() -> Stamp {
+        Stamp(crate::now_ms())
+    }
+}
+
+impl std::fmt::Display for Stamp {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&rfc3339_ms(self.0))
+    }
+}
+
+impl serde::Serialize for Stamp {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&rfc3339_ms(self.0))
+    }
+}
+
 /// The current time as [`rfc3339_ms`] formats it.
 pub fn now_rfc3339() -> String {
     rfc3339_ms(crate::now_ms())
@@ -47,6 +70,16 @@ mod tests {
         assert_eq!(rfc3339_ms(4_107_542_400_000), "2100-03-01T00:00:00.000Z");
         assert_eq!(rfc3339_ms(-1), "1969-12-31T23:59:59.999Z");
         assert_eq!(rfc3339_ms(253_402_300_799_999), "9999-12-31T23:59:59.999Z");
+    }
+
+    #[test]
+    fn stamps_show_and_serialize_as_rfc3339() {
+        let s = Stamp(1_700_000_000_123);
+        assert_eq!(s.to_string(), "2023-11-14T22:13:20.123Z");
+        assert_eq!(
+            serde_json::to_string(&s).expect("serializes"),
+            "\"2023-11-14T22:13:20.123Z\""
+        );
     }
 
     #[test]

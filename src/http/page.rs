@@ -169,7 +169,7 @@ pub fn render(s: &HttpState, reg: &Registry, token_query: &str) -> String {
             ty = esc(&t.task_type),
             w = esc(&t.worker),
             a = t.attempt,
-            at = esc(&t.started_at),
+            at = esc(&t.started_at.to_string()),
             secs = t.started.elapsed().as_secs_f64(),
         );
     }
@@ -186,7 +186,7 @@ pub fn render(s: &HttpState, reg: &Registry, token_query: &str) -> String {
         let _ = write!(
             h,
             "<tr><td class=\"ts\">{at}</td><td><code>{id}</code></td><td><code>{ty}</code></td><td>{w}</td><td class=\"num\">{a}</td><td>{o}</td><td class=\"err\">{err}</td></tr>",
-            at = esc(&e.at),
+            at = esc(&e.at.to_string()),
             id = opt(&e.task_id),
             ty = opt(&e.task_type),
             w = opt(&e.worker),

@@ -16,6 +16,7 @@ pub use status::StatusBoard;
 
 use serde::Serialize;
 use std::sync::Arc;
+use workerhost_adapters::Stamp;
 
 /// The kinds of event, named as in the spec.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
@@ -66,8 +67,8 @@ impl EventKind {
 #[derive(Debug, Clone, Serialize)]
 pub struct Event {
     pub event: EventKind,
-    /// RFC 3339 UTC.
-    pub at: String,
+    /// When it happened; RFC 3339 UTC when shown or serialized.
+    pub at: Stamp,
     pub host: String,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub task_id: Option<String>,
@@ -92,7 +93,7 @@ impl Event {
     pub fn new(event: EventKind, host: &str) -> Event {
         Event {
             event,
-            at: workerhost_adapters::rfc3339_ms(workerhost_adapters::now_ms()),
+            at: Stamp::now(),
             host: host.to_string(),
             task_id: None,
             task_type: None,

@@ -2,7 +2,7 @@
 //! its tail is kept, and the result document is parsed leniently but never guessed.
 
 use std::collections::VecDeque;
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use tokio::io::{AsyncBufReadExt, AsyncRead, AsyncReadExt, BufReader};
 use workerhost_sdk::WorkerResult;
 
@@ -107,13 +107,13 @@ pub async fn drain_lines<R: AsyncRead + Unpin>(r: R, mut on_line: impl FnMut(Str
 /// to `progress` (and to the debug log only).
 pub async fn drain_stderr<R: AsyncRead + Unpin>(
     r: R,
-    tail: Arc<Mutex<Tail>>,
-    task_id: String,
-    worker: String,
-    progress: super::ProgressSink,
+    tail: &Mutex<Tail>,
+    task_id: &str,
+    worker: &str,
+    progress: &super::ProgressSink,
 ) {
     drain_lines(r, |line| {
-        if progress.offer(&task_id, &line) {
+        if progress.offer(task_id, &line) {
             tracing::debug!(target: "workerhost::worker", task_id = %task_id, worker = %worker, "progress: {line}");
             return;
         }

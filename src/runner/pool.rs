@@ -80,17 +80,21 @@ impl Pool {
         self.idle.lock().map(|v| v.len()).unwrap_or(0)
     }
 
-    fn start(&self, cfg: &WorkerConfig, progress: &ProgressSink) -> Result<PoolProcess, String> {
+    async fn start(
+        &self,
+        cfg: &WorkerConfig,
+        progress: &ProgressSink,
+    ) -> Result<PoolProcess, String> {
         let mut cmd = command_for(cfg, None);
         cmd.stdin(Stdio::piped())
             .stdout(Stdio::piped())
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let mut child = cmd.spawn().map_err(|e| {
-            let program = cmd.as_std().get_program().to_string_lossy().into_owned();
-            format!("cannot start {program}: {e}")
-        })?;
+        let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+        let mut child = super::spawn::start(cmd)
+            .await
+            .map_err(|e| format!("cannot start {program}: {e}"))?;
         let pgid = child
             .id()
             .and_then(|id| i32::try_from(id).ok())
@@ -133,7 +137,7 @@ impl Pool {
         let reused = self.idle.lock().ok().and_then(|mut v| v.pop());
         let mut p = match reused {
             Some(p) => p,
-            None => match self.start(cfg, progress) {
+            None => match self.start(cfg, progress).await {
                 Ok(p) => p,
                 Err(reason) => {
                     return Attempt::ended(

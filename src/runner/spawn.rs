@@ -10,7 +10,7 @@ use nix::unistd::Pid;
 use serde_json::Value;
 use std::os::unix::process::ExitStatusExt;
 use std::process::{ExitStatus, Stdio};
-use std::sync::{Arc, Mutex};
+use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
 use tokio::process::{Child, Command};
@@ -100,11 +100,11 @@ impl SpawnRunner {
             .stderr(Stdio::piped())
             .process_group(0)
             .kill_on_drop(true);
-        let tail = Arc::new(Mutex::new(Tail::default()));
-        let mut child = match cmd.spawn() {
+        let tail = Mutex::new(Tail::default());
+        let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+        let mut child = match start(cmd).await {
             Ok(c) => c,
             Err(e) => {
-                let program = cmd.as_std().get_program().to_string_lossy().into_owned();
                 return attempt(
                     Outcome::SpawnError {
                         reason: format!("cannot start {program}: {e}"),
@@ -131,60 +131,58 @@ impl SpawnRunner {
         };
 
         // stdin: one document, then EOF. A worker that exits without reading gives EPIPE: not our problem.
-        if let Some(mut stdin) = child.stdin.take() {
-            let payload = serde_json::to_vec(doc).unwrap_or_default();
-            tokio::spawn(async move {
+        // Feeding stdin, reading stdout and stderr and waiting all run in this task (no task per pipe).
+        let stdin = child.stdin.take();
+        let payload = serde_json::to_vec(doc).unwrap_or_default();
+        let feed = async move {
+            if let Some(mut stdin) = stdin {
                 let _ = stdin.write_all(&payload).await;
                 let _ = stdin.shutdown().await;
-            });
-        }
-        let stderr_done = child.stderr.take().map(|e| {
-            tokio::spawn(drain_stderr(
-                e,
-                tail.clone(),
-                doc.id.clone(),
-                worker.name.clone(),
-                progress.clone(),
-            ))
-        });
+            }
+        };
+        let stderr = child.stderr.take();
+        let drain = async {
+            if let Some(e) = stderr {
+                drain_stderr(e, &tail, &doc.id, &worker.name, progress).await;
+            }
+        };
         let max = worker.max_output_bytes;
-        let stdout = child.stdout.take().map(|o| {
-            tokio::spawn(async move {
-                let r = read_capped(o, max).await;
-                if r.is_err() {
-                    signal_group(pgid, Signal::SIGKILL);
-                }
-                r
-            })
-        });
-
-        let ended = tokio::select! {
-            status = child.wait() => Ended::Exited(status),
-            _ = tokio::time::sleep(worker.timeout) => Ended::TimedOut,
-            _ = kill.cancelled() => Ended::Killed,
-        };
-        let status = match &ended {
-            Ended::Exited(s) => s.as_ref().ok().copied(),
-            Ended::TimedOut => {
-                self.stop_group(&mut child, pgid).await;
-                None
-            }
-            Ended::Killed => {
+        let stdout = child.stdout.take();
+        let read = async move {
+            let Some(o) = stdout else {
+                return Ok(Vec::new());
+            };
+            let r = read_capped(o, max).await;
+            if r.is_err() {
                 signal_group(pgid, Signal::SIGKILL);
-                let _ = child.wait().await;
-                None
             }
+            r
         };
-        // The leader is gone: whatever it left running in its group goes too (a worker must not leave
-        // orphans behind, and an orphan holding stdout open would keep us waiting for EOF).
-        signal_group(pgid, Signal::SIGKILL);
-        let out = match stdout {
-            Some(h) => h.await.unwrap_or(Ok(Vec::new())),
-            None => Ok(Vec::new()),
+        let wait = async {
+            let ended = tokio::select! {
+                status = child.wait() => Ended::Exited(status),
+                _ = tokio::time::sleep(worker.timeout) => Ended::TimedOut,
+                _ = kill.cancelled() => Ended::Killed,
+            };
+            let status = match &ended {
+                Ended::Exited(s) => s.as_ref().ok().copied(),
+                Ended::TimedOut => {
+                    self.stop_group(&mut child, pgid).await;
+                    None
+                }
+                Ended::Killed => {
+                    signal_group(pgid, Signal::SIGKILL);
+                    let _ = child.wait().await;
+                    None
+                }
+            };
+            // The leader is gone: whatever it left running in its group goes too (a worker must not leave
+            // orphans behind, and an orphan holding stdout open would keep us waiting for EOF).
+            signal_group(pgid, Signal::SIGKILL);
+            (ended, status)
         };
-        if let Some(h) = stderr_done {
-            let _ = h.await;
-        }
+        // Once the process is gone, an unfinished stdin write is dropped (it can only fail now).
+        let (_, out, (ended, status)) = tokio::join!(drain, read, alongside(feed, wait));
 
         let (outcome, logs) = match ended {
             Ended::TimedOut => (Outcome::Timeout { by_host: true }, Vec::new()),
@@ -226,6 +224,30 @@ impl SpawnRunner {
     }
 }
 
+/// Polls `side` while `main` runs and returns `main`'s output; `side` is dropped unfinished if `main` ends
+/// first.
+async fn alongside<T>(side: impl Future<Output = ()>, main: impl Future<Output = T>) -> T {
+    let mut side = std::pin::pin!(side);
+    let mut main = std::pin::pin!(main);
+    let mut side_done = false;
+    std::future::poll_fn(|cx| {
+        if !side_done {
+            side_done = side.as_mut().poll(cx).is_ready();
+        }
+        main.as_mut().poll(cx)
+    })
+    .await
+}
+
+/// Starts `cmd` on the blocking pool: starting a process blocks the calling thread until the child has
+/// exec'd (vfork semantics), which must not stall the runtime's thread.
+pub(super) async fn start(mut cmd: Command) -> std::io::Result<Child> {
+    match tokio::task::spawn_blocking(move || cmd.spawn()).await {
+        Ok(r) => r,
+        Err(e) => Err(std::io::Error::other(e)),
+    }
+}
+
 enum Ended {
     Exited(std::io::Result<ExitStatus>),
     TimedOut,
@@ -241,7 +263,7 @@ fn signal_group(pgid: Pid, sig: Signal) {
 fn attempt(
     outcome: Outcome,
     started: Instant,
-    tail: &Arc<Mutex<Tail>>,
+    tail: &Mutex<Tail>,
     exit_code: Option<i32>,
 ) -> Attempt {
     let stderr_tail = tail.lock().map(|t| t.text()).unwrap_or_default();
@@ -253,7 +275,7 @@ fn attempt(
 fn classify(
     status: Option<ExitStatus>,
     stdout: &[u8],
-    tail: &Arc<Mutex<Tail>>,
+    tail: &Mutex<Tail>,
 ) -> (Outcome, Vec<LogLine>) {
     let Some(status) = status else {
         let crashed = Outcome::Crashed {
@@ -273,7 +295,7 @@ fn classify(
 fn outcome_of_exit(
     status: ExitStatus,
     parsed: Result<WorkerResult, String>,
-    tail: &Arc<Mutex<Tail>>,
+    tail: &Mutex<Tail>,
 ) -> Outcome {
     // The worker's own error, else the last stderr line, else a fallback.
     let reported_error = |fallback: String| -> Value {

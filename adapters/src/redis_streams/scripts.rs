@@ -1,4 +1,5 @@
-//! The Lua scripts that make each step atomic on the server (sent with `EVAL`; Redis caches them by hash).
+//! The Lua scripts that make each step atomic on the server, called by hash (`EVALSHA`; loaded with
+//! `SCRIPT LOAD` the first time Redis answers `NOSCRIPT`).
 //!
 //! Every script that changes an entry first checks, in the same atomic step, that the entry is still in the
 //! group's pending list **under this consumer**: that is the fence. A host whose entry was taken over by
@@ -165,28 +166,53 @@ end
 return n
 "#;
 
-/// One script, ready to send.
+/// A script and its SHA-1, by which it is called (`EVALSHA`).
+pub(super) struct Lua {
+    pub body: String,
+    pub sha: String,
+}
+
+impl Lua {
+    fn new(body: &str) -> Lua {
+        let body = format!("{COMMON}{body}");
+        let sha = redis::Script::new(&body).get_hash().to_string();
+        Lua { body, sha }
+    }
+}
+
+/// Every script, ready to send.
 pub(super) struct Scripts {
-    pub takeover: String,
-    pub renew: String,
-    pub settle: String,
-    pub release: String,
-    pub submit: String,
-    pub close: String,
-    pub sweep: String,
+    pub takeover: Lua,
+    pub renew: Lua,
+    pub settle: Lua,
+    pub release: Lua,
+    pub submit: Lua,
+    pub close: Lua,
+    pub sweep: Lua,
 }
 
 impl Scripts {
     pub fn new() -> Scripts {
-        let full = |body: &str| format!("{COMMON}{body}");
         Scripts {
-            takeover: full(TAKEOVER),
-            renew: full(RENEW),
-            settle: full(SETTLE),
-            release: full(RELEASE),
-            submit: full(SUBMIT),
-            close: full(CLOSE),
-            sweep: full(SWEEP),
+            takeover: Lua::new(TAKEOVER),
+            renew: Lua::new(RENEW),
+            settle: Lua::new(SETTLE),
+            release: Lua::new(RELEASE),
+            submit: Lua::new(SUBMIT),
+            close: Lua::new(CLOSE),
+            sweep: Lua::new(SWEEP),
         }
+    }
+
+    pub fn all(&self) -> [&Lua; 7] {
+        [
+            &self.takeover,
+            &self.renew,
+            &self.settle,
+            &self.release,
+            &self.submit,
+            &self.close,
+            &self.sweep,
+        ]
     }
 }

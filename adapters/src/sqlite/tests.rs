@@ -1,4 +1,6 @@
 use super::*;
+use crate::{ClaimSlot, rfc3339_ms};
+use serde_json::json;
 use std::collections::HashSet;
 use tempfile::TempDir;
 
@@ -399,4 +401,39 @@ async fn concurrent_hosts_never_share_a_task() {
         a.len(),
         b.len()
     );
+}
+
+#[tokio::test]
+async fn an_idle_wait_ends_when_another_process_enqueues() {
+    let dir = TempDir::new().expect("tempdir");
+    let (path, host_id) = (db_path(&dir), "h1".into());
+    let poll_interval = Duration::from_secs(30);
+    let s = SqliteSource::open(SqliteOptions {
+        path,
+        host_id,
+        lease: Duration::from_secs(30),
+        poll_interval,
+    })
+    .expect("open");
+    assert!(claim(&s, &["T"], 1).await.is_empty());
+    // Nothing changes: the wait lasts (here cut short by the test).
+    let quiet = tokio::time::timeout(Duration::from_millis(300), s.wait_for_tasks()).await;
+    assert!(quiet.is_err(), "woke without a change");
+    // Another connection (as `workerhost submit` would) commits a task: the wait ends long before the
+    // poll interval.
+    let started = std::time::Instant::now();
+    let waiting = s.wait_for_tasks();
+    let insert = async {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+        raw_conn(&dir)
+            .execute("INSERT INTO tasks (id, type) VALUES ('n', 'T')", [])
+            .expect("insert");
+    };
+    let (woke, ()) = tokio::join!(
+        tokio::time::timeout(Duration::from_secs(10), waiting),
+        insert
+    );
+    assert!(woke.is_ok(), "the wait did not end after the insert");
+    assert!(started.elapsed() < Duration::from_secs(10));
+    assert_eq!(ids(&claim(&s, &["T"], 1).await), vec!["n".to_string()]);
 }

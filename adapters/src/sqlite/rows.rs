@@ -1,0 +1,188 @@
+//! Reading rows into deliveries, and the claim transaction (with the sweep of unknown types).
+
+use super::{SELECT_EXPIRED, SELECT_QUEUED, SWEEP_LIMIT, TAKE, to_sql_error};
+use crate::{ClaimSlot, Delivery, Envelope, Lease, Malformed, ResultDocument, now_ms, rfc3339_ms};
+use rusqlite::types::ValueRef;
+use rusqlite::{Connection, Row, TransactionBehavior, params};
+use serde_json::{Value, json};
+
+/// A text column as a string, whatever `sqlite3` stored there by hand.
+pub(super) fn text(v: ValueRef<'_>) -> Option<String> {
+    match v {
+        ValueRef::Null => None,
+        ValueRef::Integer(i) => Some(i.to_string()),
+        ValueRef::Real(f) => Some(f.to_string()),
+        ValueRef::Text(t) | ValueRef::Blob(t) => Some(String::from_utf8_lossy(t).into_owned()),
+    }
+}
+
+pub(super) fn col(row: &Row<'_>, i: usize) -> rusqlite::Result<String> {
+    Ok(text(row.get_ref(i)?).unwrap_or_default())
+}
+
+pub(super) fn count(row: &Row<'_>, i: usize) -> rusqlite::Result<u32> {
+    Ok(match row.get_ref(i)? {
+        ValueRef::Integer(n) => u32::try_from(n.max(0)).unwrap_or(u32::MAX),
+        _ => 0,
+    })
+}
+
+/// Reads a row of [`TAKE`]'s `RETURNING` clause.
+pub(super) fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
+    let (id, task_type, params) = (col(row, 0)?, col(row, 1)?, col(row, 2)?);
+    let correlation_id = text(row.get_ref(3)?);
+    let deliveries = count(row, 4)?;
+    let token: i64 = row.get(5)?;
+    let lease = Lease {
+        task_id: id.clone(),
+        receipt: token.to_string(),
+    };
+    Ok(Delivery {
+        lease,
+        envelope: envelope(id, task_type, params, correlation_id),
+        deliveries,
+    })
+}
+
+/// The envelope of a row, or why it is not one (rows inserted by hand with `sqlite3`).
+pub(super) fn envelope(
+    id: String,
+    task_type: String,
+    params: String,
+    correlation_id: Option<String>,
+) -> Result<Envelope, Malformed> {
+    let parsed = serde_json::from_str::<Value>(&params);
+    let reason = match parsed {
+        Ok(Value::Object(params)) if !id.is_empty() && !task_type.is_empty() => {
+            return Ok(Envelope {
+                id,
+                task_type,
+                params,
+                correlation_id,
+            });
+        }
+        Ok(Value::Object(_)) => format!("task {id:?}: `id` and `type` must be non-empty"),
+        Ok(_) => format!("task {id}: params is not a JSON object"),
+        Err(ref e) => format!("task {id}: params is not JSON: {e}"),
+    };
+    let params = parsed.unwrap_or(Value::String(params));
+    let raw =
+        json!({"id": id, "type": task_type, "params": params, "correlation_id": correlation_id});
+    Err(Malformed {
+        raw: raw.to_string(),
+        reason,
+    })
+}
+
+/// Claims within one IMMEDIATE transaction: each slot takes the oldest claimable tasks of its types,
+/// `total` at most in all.
+pub(super) fn claim_tx(
+    c: &mut Connection,
+    host: &str,
+    lease_ms: i64,
+    slots: &[ClaimSlot],
+    total: usize,
+    sweep: Option<&[String]>,
+) -> rusqlite::Result<Vec<Delivery>> {
+    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
+    let now = now_ms();
+    if let Some(known) = sweep {
+        sweep_unknown(&tx, host, known, now)?;
+    }
+    let mut out = Vec::new();
+    {
+        let mut queued = tx.prepare_cached(SELECT_QUEUED)?;
+        let mut expired = tx.prepare_cached(SELECT_EXPIRED)?;
+        let mut take = tx.prepare_cached(TAKE)?;
+        for slot in slots.iter().filter(|s| s.max > 0) {
+            let room = slot.max.min(total.saturating_sub(out.len()));
+            if room == 0 {
+                break;
+            }
+            let max = i64::try_from(room).unwrap_or(i64::MAX);
+            // One index range per type and state; merged by seq, so FIFO holds across the slot's types.
+            let mut seqs = Vec::new();
+            for t in &slot.types {
+                for s in queued.query_map(params![t, max], |r| r.get::<_, i64>(0))? {
+                    seqs.push(s?);
+                }
+                for s in expired.query_map(params![t, now, max], |r| r.get::<_, i64>(0))? {
+                    seqs.push(s?);
+                }
+            }
+            seqs.sort_unstable();
+            seqs.dedup();
+            seqs.truncate(room);
+            for seq in seqs {
+                out.push(
+                    take.query_row(params![host, now.saturating_add(lease_ms), seq], delivery)?,
+                );
+            }
+        }
+    }
+    tx.commit()?;
+    Ok(out)
+}
+
+/// Dead-letters queued tasks whose type no worker of this host handles.
+pub(super) fn sweep_unknown(
+    tx: &rusqlite::Transaction<'_>,
+    host: &str,
+    known: &[String],
+    now: i64,
+) -> rusqlite::Result<()> {
+    let marks = vec!["?"; known.len()].join(",");
+    let sql = format!(
+        "SELECT seq, id, type, correlation_id FROM tasks
+         WHERE status = 'queued' AND type NOT IN ({marks}) ORDER BY seq LIMIT {SWEEP_LIMIT}"
+    );
+    let mut select = tx.prepare(&sql)?;
+    let rows = select
+        .query_map(rusqlite::params_from_iter(known), |r| {
+            Ok((
+                r.get::<_, i64>(0)?,
+                col(r, 1)?,
+                col(r, 2)?,
+                text(r.get_ref(3)?),
+            ))
+        })?
+        .collect::<rusqlite::Result<Vec<_>>>()?;
+    let mut update = tx.prepare_cached(
+        "UPDATE tasks SET status = 'dead', error = ?1, result = ?2, finished_at = ?3 WHERE seq = ?4",
+    )?;
+    let stamp = rfc3339_ms(now);
+    for (seq, id, task_type, correlation_id) in rows {
+        let message = format!("no worker handles type {task_type}");
+        tracing::warn!(task_id = %id, task_type = %task_type, "dead-lettered: no worker handles this type");
+        let doc = ResultDocument {
+            id,
+            task_type,
+            status: "dead".into(),
+            result: None,
+            error: Some(json!({"message": message, "outcome": "unknown_type"})),
+            attempts: 0,
+            worker: None,
+            host: host.to_string(),
+            started_at: stamp.clone(),
+            finished_at: stamp.clone(),
+            duration_ms: 0,
+            correlation_id,
+        };
+        let doc = serde_json::to_string(&doc).map_err(to_sql_error)?;
+        update.execute(params![message, doc, now, seq])?;
+    }
+    Ok(())
+}
+
+/// The short message kept in the `error` column of a dead task.
+pub(super) fn error_message(doc: &ResultDocument) -> Option<String> {
+    match doc.error.as_ref()? {
+        Value::Object(m) => Some(match m.get("message") {
+            Some(Value::String(s)) => s.clone(),
+            Some(other) => other.to_string(),
+            None => Value::Object(m.clone()).to_string(),
+        }),
+        Value::String(s) => Some(s.clone()),
+        other => Some(other.to_string()),
+    }
+}

@@ -1,0 +1,114 @@
+"""Section 6: the in-process Python queues users pick instead, on the same brokers in the same run.
+Each drains pre-enqueued no-op jobs whose results are stored (Huey: its Redis result hash; Celery: the
+Redis result backend), timed like workerhost: steady rate from 10% to 100% of the results."""
+import importlib
+import os
+import subprocess
+import sys
+import time
+
+import redis
+
+from brokers import AMQP_URL, REDIS_URL, amqp_connect
+from common import OUT, RUN_ID, Meter, ROOT, drain, listener_pid, log
+
+PEERS = os.path.join(ROOT, "bench", "peers")
+VENV_BIN = os.path.dirname(sys.executable)
+
+
+def _env(extra):
+    env = dict(os.environ, PYTHONPATH=PEERS, BENCH_REDIS_URL=REDIS_URL, **extra)
+    return env
+
+
+def _run_consumer(argv, env, counter, n, log_path, broker_pid):
+    meter = Meter(broker_pid)
+    with open(log_path, "wb") as logf:
+        started = time.monotonic()
+        p = subprocess.Popen(argv, env=env, cwd=PEERS, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+        try:
+            t = drain(counter, n, started, 600, interval=0.02)
+            m = meter.read()
+        finally:
+            os.killpg(p.pid, 15)
+            try:
+                p.wait(timeout=20)
+            except subprocess.TimeoutExpired:
+                os.killpg(p.pid, 9)
+                p.wait(timeout=10)
+    t.pop("end", None)
+    return {**t, "machine_cpu_ms_per_task": round(m["machine_ms"] / n, 4),
+            "broker_cpu_ms_per_task": round(m["broker_ms"] / n, 4)}
+
+
+def huey_run(n, workers, kind):
+    name = f"bench{RUN_ID}{kind}"
+    env = _env({"BENCH_HUEY_NAME": name})
+    os.environ.update(BENCH_HUEY_NAME=name, BENCH_REDIS_URL=REDIS_URL)
+    sys.path.insert(0, PEERS)
+    app = importlib.reload(importlib.import_module("huey_app"))
+    r = redis.Redis.from_url(REDIS_URL)
+    try:
+        for _ in range(n):
+            app.noop()
+        counter = lambda: app.huey.storage.result_store_size()  # noqa: E731
+        argv = [os.path.join(VENV_BIN, "huey_consumer"), "huey_app.huey", "-w", str(workers), "-k", kind, "-n"]
+        res = _run_consumer(argv, env, counter, n, os.path.join(OUT, f"peer-huey-{kind}.log"),
+                            listener_pid(6379))
+    finally:
+        app.huey.storage.flush_all()
+        r.close()
+    return {"peer": f"Huey ({workers} {kind}{'es' if kind == 'process' else 's'})", "broker": "redis", **res}
+
+
+def celery_run(n, broker, concurrency):
+    prefix = f"bench:{RUN_ID}:celery-{broker}:"
+    queue = f"bench.{RUN_ID}.celery-{broker}"
+    broker_url = REDIS_URL if broker == "redis" else AMQP_URL.replace("%2f", "%2F")
+    extra = {"BENCH_PREFIX": prefix, "BENCH_QUEUE": queue, "BENCH_BROKER": broker_url}
+    env = _env(extra)
+    os.environ.update(extra, BENCH_REDIS_URL=REDIS_URL)
+    sys.path.insert(0, PEERS)
+    app = importlib.reload(importlib.import_module("celery_app"))
+    r = redis.Redis.from_url(REDIS_URL)
+    pattern = prefix + "celery-task-meta-*"
+    try:
+        with app.app.producer_or_acquire() as producer:
+            for _ in range(n):
+                app.noop.apply_async(producer=producer, ignore_result=False)
+
+        def counter():
+            return sum(1 for _ in r.scan_iter(match=pattern, count=10000))
+        argv = [os.path.join(VENV_BIN, "celery"), "-A", "celery_app", "worker", "-c", str(concurrency),
+                "-P", "prefork", "-Q", queue, "--without-gossip", "--without-mingle", "--without-heartbeat",
+                "-l", "WARNING"]
+        port = 6379 if broker == "redis" else 5672
+        res = _run_consumer(argv, env, counter, n, os.path.join(OUT, f"peer-celery-{broker}.log"), listener_pid(port))
+    finally:
+        keys = list(r.scan_iter(match=prefix + "*", count=10000))
+        for i in range(0, len(keys), 1000):
+            r.unlink(*keys[i:i + 1000])
+        if broker == "amqp":
+            ch = amqp_connect().channel()
+            for q in (queue,):
+                ch.queue_delete(q)
+            ch.exchange_delete(queue)
+            ch.connection.close()
+        app.app.close()
+        r.close()
+    return {"peer": f"Celery (prefork, {concurrency} processes)", "broker": broker, **res}
+
+
+def peers_section(folder, quick):
+    n = 1000 if quick else 5000
+    out = []
+    for run in (lambda: huey_run(n, 2, "thread"), lambda: huey_run(n, 2, "process"),
+                lambda: celery_run(n, "redis", 2), lambda: celery_run(n, "amqp", 2)):
+        try:
+            r = run()
+        except Exception as e:  # a peer that cannot run here is reported, not fatal
+            log(f"  peer failed: {e!r}")
+            continue
+        log(f"  {r['peer']} on {r['broker']}: {r['per_s']:.0f} jobs/s")
+        out.append(r)
+    return out
