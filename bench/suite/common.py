@@ -36,6 +36,20 @@ def machine_busy_ms():
     return busy * 1000 / TICK
 
 
+def wait_quiet(max_wait=90.0, busy_pct=20.0):
+    """Waits (at most `max_wait` s) for a second in which the machine is less than `busy_pct`% busy, so that
+    a section does not start in the middle of somebody else's build. Returns the seconds waited and the
+    busy share of the last second."""
+    t0 = time.monotonic()
+    while True:
+        b0 = machine_busy_ms()
+        time.sleep(1.0)
+        busy = 100 * (machine_busy_ms() - b0) / (1000 * (os.cpu_count() or 1))
+        waited = time.monotonic() - t0
+        if busy < busy_pct or waited >= max_wait:
+            return round(waited, 1), round(busy, 1)
+
+
 def proc_cpu_ms(pid, children=False):
     """A process's own CPU (user + system) in ms; with `children`, plus its reaped children's."""
     try:

@@ -54,14 +54,21 @@ def measure_latency(kind, folder, mode, n, gap=0.01, warmup=10):
 def latency_section(folder, quick):
     n = 40 if quick else 200
     log(f"  latency floor: rust-echo-worker started directly, {n} one at a time")
-    out = {"floor": {"spawn": floor_latency([ECHO], n),
-                     "spawn-py": floor_latency(PY_SPAWN_ARGV, max(20, n // 4), WORKERS)},
-           "runs": []}
+    def floors():
+        return {"spawn": floor_latency([ECHO], n), "spawn-py": floor_latency(PY_SPAWN_ARGV, max(20, n // 4), WORKERS)}
+
+    before = floors()
+    out = {"floor": before, "runs": []}
     for kind in [k for k in ADAPTERS if k in ("sqlite", "redis", "amqp")]:
         for mode in ("spawn", "spawn-py", "pool"):
             r = measure_latency(kind, folder, mode, n if mode != "spawn-py" else max(20, n // 4))
             log(f"  {kind:6} {mode:5}: median {r['median_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms")
             out["runs"].append(r)
+    # The floor is measured before and after the hosts; the mean of the two is the reference.
+    after = floors()
+    out["floor_runs"] = {"before": before, "after": after}
+    out["floor"] = {m: {k: round((before[m][k] + after[m][k]) / 2, 3) for k in ("median_ms", "p95_ms", "min_ms")}
+                    for m in before}
     return out
 
 

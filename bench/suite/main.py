@@ -15,7 +15,7 @@ import redis  # noqa: E402
 
 from brokers import REDIS_URL, amqp_connect  # noqa: E402
 import common  # noqa: E402
-from common import OUT, ROOT, RUN_ID, WORKER_PY, log, loadavg, machine_busy_ms  # noqa: E402
+from common import OUT, ROOT, RUN_ID, WORKER_PY, log, loadavg, machine_busy_ms, wait_quiet  # noqa: E402
 from latency_memory import latency_section, memory_section  # noqa: E402
 from peers import peers_section  # noqa: E402
 from report import render  # noqa: E402
@@ -77,11 +77,13 @@ def main():
     t0, busy0 = time.monotonic(), machine_busy_ms()
     for key in only:
         title, fn = SECTIONS[key]
-        log(f"{title}")
+        waited, busy = wait_quiet()
+        log(f"{title} (waited {waited:.0f} s for a quiet machine: {busy:.0f}% busy)")
         before = loadavg()
         s0 = time.monotonic()
         results["sections"][key] = fn(folder, args.quick)
-        results["load"][key] = {"before": before, "after": loadavg(), "seconds": round(time.monotonic() - s0, 1)}
+        results["load"][key] = {"before": before, "after": loadavg(), "seconds": round(time.monotonic() - s0, 1),
+                                "waited_s": waited, "busy_at_start_pct": busy}
     elapsed = time.monotonic() - t0
     results["elapsed_s"] = round(elapsed, 1)
     results["machine_busy_pct"] = round(100 * (machine_busy_ms() - busy0) / (elapsed * 1000 * os.cpu_count()), 1)

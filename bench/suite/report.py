@@ -64,10 +64,11 @@ def tables(res):
         rows = []
         for w in s["spawn"]:
             fl = w["floor"]
-            rows.append([w["label"], f"direct spawn loop ({w['parallel']} threads)", f0(fl["per_s"]), "100%", "-",
+            rows.append([w["label"], f"direct spawn loop ({w['parallel']} threads), mean of runs", f0(fl["per_s"]), "100%", "-",
                          f3(fl["cpu_ms_per_task"]) + " (the loop's own)", "-", "-"])
             for r in w["runs"]:
-                rows.append([w["label"], f"workerhost, {r['adapter']}", f0(r["per_s"]), f"{100 * r['of_floor']:.1f}%",
+                rows.append([w["label"], f"workerhost, {r['adapter']} (floor beside it {f0(r['floor_per_s'])})", f0(r["per_s"]),
+                             f"{100 * r['of_floor']:.1f}%",
                              f3(r["overhead_ms_per_task"]), f3(r["host_cpu_ms_per_task"]),
                              f3(r["broker_cpu_ms_per_task"]), f3(r["machine_cpu_ms_per_task"])])
         out.append(("1. Spawn floor vs spawn mode (one process per task, same parallelism)",
@@ -85,7 +86,8 @@ def tables(res):
                     f"{s['pool'][0]['tasks']:,} tasks per run; pool_size = concurrency. " + other(s["pool"])))
     if "latency" in s:
         lat = s["latency"]
-        rows = [["(none: started directly)", m, f3(v["median_ms"]), f3(v["p95_ms"]), f3(v["min_ms"])]
+        rows = [["(none: started directly; mean of before and after)", m, f3(v["median_ms"]), f3(v["p95_ms"]),
+                 f3(v["min_ms"])]
                 for m, v in lat["floor"].items()]
         rows += [[r["adapter"], r["mode"], f3(r["median_ms"]), f3(r["p95_ms"]), f3(r["min_ms"])] for r in lat["runs"]]
         out.append(("3. Latency: submit -> result visible, idle host",
@@ -180,6 +182,8 @@ METHOD = """## How it is measured
   the submit (sqlite `INSERT`, `XADD`, `basic.publish` with `reply_to`) to the moment the client sees the stored
   result (sqlite row polled every 0.2 ms, Redis result key polled every 0.2 ms, RabbitMQ reply consumed), after
   10 warm-up tasks. The spawn floor is `spawn-floor latency`: the same worker started directly, one at a time.
+- Each section starts once the machine has been quiet for a second (under 20% busy; at most 90 s of waiting),
+  but the machine is shared: the notes under the tables give the other load measured during the runs.
 - **Peers** run from a bench-only venv (`bench/requirements.txt`, installed into `bench/out/venv`, never a
   project dependency) on the same Redis and RabbitMQ: Huey (`huey_consumer -w 2`, threads and processes) and
   Celery (prefork, 2 processes, results in Redis); their jobs return a value so that a result is stored, as
