@@ -89,6 +89,20 @@ impl ResultDocument {
     pub fn succeeded(&self) -> bool {
         self.status == "succeeded"
     }
+
+    /// The short, readable form of `error` (its `message` when it is an object), for dead-letter fields,
+    /// columns and the status page. `None` without an error.
+    pub fn error_message(&self) -> Option<String> {
+        Some(match self.error.as_ref()? {
+            Value::Object(m) => match m.get("message") {
+                Some(Value::String(s)) => s.clone(),
+                Some(other) => other.to_string(),
+                None => Value::Object(m.clone()).to_string(),
+            },
+            Value::String(s) => s.clone(),
+            other => other.to_string(),
+        })
+    }
 }
 
 /// What `workerhost status ID` prints.
@@ -107,6 +121,7 @@ pub struct TaskStatus {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     #[test]
     fn parses_valid_and_names_what_is_wrong() {
@@ -140,5 +155,38 @@ mod tests {
                 .id,
             "42"
         );
+    }
+
+    #[test]
+    fn error_message_is_the_short_readable_form() {
+        let doc = |error: Option<Value>| ResultDocument {
+            id: "t".into(),
+            task_type: "T".into(),
+            status: "dead".into(),
+            result: None,
+            error,
+            attempts: 1,
+            worker: None,
+            host: "h".into(),
+            started_at: String::new(),
+            finished_at: String::new(),
+            duration_ms: 0,
+            correlation_id: None,
+        };
+        let cases = [
+            (Some(json!({"type": "X", "message": "boom"})), Some("boom")),
+            (Some(json!({"message": 7})), Some("7")),
+            (Some(json!({"type": "X"})), Some(r#"{"type":"X"}"#)),
+            (Some(json!("plain")), Some("plain")),
+            (Some(json!(3)), Some("3")),
+            (None, None),
+        ];
+        for (error, want) in cases {
+            assert_eq!(
+                doc(error.clone()).error_message().as_deref(),
+                want,
+                "{error:?}"
+            );
+        }
     }
 }

@@ -5,9 +5,10 @@
 //!   `MKSTREAM` when missing, so entries already in the stream are read. The consumer name is the host id,
 //!   unique per host start.
 //! - A claim first takes over entries idle longer than the lease (`XAUTOCLAIM`, counting their delivery
-//!   count from the pending list), then reads new ones with a short blocking `XREADGROUP` on a connection of
-//!   its own (a blocked read on the shared connection would stall renewals and settles). It never reads
-//!   more than the host can start.
+//!   count from the pending list), then reads new ones: without blocking on the shared connection (where it
+//!   travels with the settle that freed the slot), and only when that finds nothing, with a short blocking
+//!   `XREADGROUP` on a connection of its own (a blocked read on the shared connection would stall renewals
+//!   and settles). It never reads more than the host can start.
 //! - Renewal re-claims each in-flight entry to this consumer (`XCLAIM ... JUSTID`, idle back to 0), but only
 //!   an entry still held by this consumer: one taken over by another host is reported lost, never taken
 //!   back. Settling, hand-back and renewal are Lua scripts that check ownership in the same atomic step
@@ -305,18 +306,33 @@ impl RedisSource {
 
     /// Reads up to `n` new entries, blocking up to `block_ms` when `block`.
     async fn read_new(&self, n: usize, block: bool) -> Result<Vec<Delivery>, AdapterError> {
+        // First without blocking, on the shared connection: while tasks are queued this read travels with
+        // the settle that freed the slot (one round trip and one wake-up for both). Only a read that
+        // must wait goes to the reader's own connection, so that it stalls no settle or renewal.
+        let ready = self.xread(n, None).await?;
+        if !block || !ready.is_empty() {
+            return Ok(ready);
+        }
+        self.xread(n, Some(self.s.cfg.block_ms)).await
+    }
+
+    /// `XREADGROUP ... COUNT n [BLOCK ms] STREAMS <stream> >`.
+    async fn xread(&self, n: usize, block_ms: Option<u64>) -> Result<Vec<Delivery>, AdapterError> {
         let mut c = redis::cmd("XREADGROUP");
         c.arg("GROUP")
             .arg(&self.s.group)
             .arg(&self.s.consumer)
             .arg("COUNT")
             .arg(n);
-        if block {
-            c.arg("BLOCK").arg(self.s.cfg.block_ms);
+        if let Some(ms) = block_ms {
+            c.arg("BLOCK").arg(ms);
         }
         c.arg("STREAMS").arg(&self.s.keys.stream).arg(">");
-        let mut r = self.s.reader.clone();
-        match c.query_async::<Value>(&mut r).await {
+        let mut conn = match block_ms {
+            Some(_) => self.s.reader.clone(),
+            None => self.s.conn.clone(),
+        };
+        match c.query_async::<Value>(&mut conn).await {
             Ok(v) => Ok(parse::read_reply(v)
                 .into_iter()
                 .map(|(id, fields)| parse::delivery(&id, fields, 1))

@@ -212,14 +212,5 @@ fn raw_id(body: &[u8]) -> Option<String> {
 
 /// The short error message of a result document.
 pub fn error_message(doc: &ResultDocument) -> String {
-    match &doc.error {
-        Some(Value::Object(m)) => match m.get("message") {
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-            None => Value::Object(m.clone()).to_string(),
-        },
-        Some(Value::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-        None => "dead".into(),
-    }
+    doc.error_message().unwrap_or_else(|| "dead".into())
 }

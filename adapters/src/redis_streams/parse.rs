@@ -254,16 +254,7 @@ pub(super) fn delivery(entry_id: &str, fields: Option<Fields>, pel_count: u32) -
 
 /// The short error kept in the dead-letter entry's `error` field.
 pub(super) fn error_message(doc: &ResultDocument) -> String {
-    match doc.error.as_ref() {
-        None => "dead".to_string(),
-        Some(Json::Object(m)) => match m.get("message") {
-            Some(Json::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-            None => Json::Object(m.clone()).to_string(),
-        },
-        Some(Json::String(s)) => s.clone(),
-        Some(other) => other.to_string(),
-    }
+    doc.error_message().unwrap_or_else(|| "dead".into())
 }
 
 /// What goes into the dead letter's `task` field when the entry itself is gone: the raw message the host

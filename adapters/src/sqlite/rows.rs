@@ -1,9 +1,9 @@
 //! Reading rows into deliveries, and the claim transaction (with the sweep of unknown types).
 
-use super::{SELECT_EXPIRED, SELECT_QUEUED, SWEEP_LIMIT, TAKE, to_sql_error};
-use crate::{ClaimSlot, Delivery, Envelope, Lease, Malformed, ResultDocument, now_ms, rfc3339_ms};
+use super::{SELECT_EXPIRED, SELECT_QUEUED, SWEEP_LIMIT, TAKE};
+use crate::{ClaimSlot, Delivery, Envelope, Lease, Malformed, now_ms};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
 use serde_json::{Value, json};
 
 /// A text column as a string, whatever `sqlite3` stored there by hand.
@@ -86,10 +86,11 @@ pub(super) fn claim_tx(
 ) -> rusqlite::Result<Vec<Delivery>> {
     let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = now_ms();
-    if let Some(known) = sweep {
-        sweep_unknown(&tx, host, known, now)?;
-    }
     let mut out = Vec::new();
+    let mut unknown = match sweep {
+        Some(known) => sweep_unknown(&tx, host, now.saturating_add(lease_ms), known)?,
+        None => Vec::new(),
+    };
     {
         let mut queued = tx.prepare_cached(SELECT_QUEUED)?;
         let mut expired = tx.prepare_cached(SELECT_EXPIRED)?;
@@ -121,68 +122,45 @@ pub(super) fn claim_tx(
         }
     }
     tx.commit()?;
+    out.append(&mut unknown);
     Ok(out)
 }
 
-/// Dead-letters queued tasks whose type no worker of this host handles.
+/// Leases queued tasks whose type no worker of this host handles, at most [`SWEEP_LIMIT`], so that the
+/// host dead-letters them as it does any unknown type on other task managers (with `task_failed` and
+/// `task_dead_lettered` for observers and metrics). The queued types are walked through the claim
+/// index one distinct type at a time (a seek each, never a scan of the queue), so a sweep costs the
+/// same with ten queued tasks or a million.
 pub(super) fn sweep_unknown(
     tx: &rusqlite::Transaction<'_>,
     host: &str,
+    until: i64,
     known: &[String],
-    now: i64,
-) -> rusqlite::Result<()> {
-    let marks = vec!["?"; known.len()].join(",");
-    let sql = format!(
-        "SELECT seq, id, type, correlation_id FROM tasks
-         WHERE status = 'queued' AND type NOT IN ({marks}) ORDER BY seq LIMIT {SWEEP_LIMIT}"
-    );
-    let mut select = tx.prepare(&sql)?;
-    let rows = select
-        .query_map(rusqlite::params_from_iter(known), |r| {
-            Ok((
-                r.get::<_, i64>(0)?,
-                col(r, 1)?,
-                col(r, 2)?,
-                text(r.get_ref(3)?),
-            ))
-        })?
-        .collect::<rusqlite::Result<Vec<_>>>()?;
-    let mut update = tx.prepare_cached(
-        "UPDATE tasks SET status = 'dead', error = ?1, result = ?2, finished_at = ?3 WHERE seq = ?4",
+) -> rusqlite::Result<Vec<Delivery>> {
+    let mut first = tx.prepare_cached(
+        "SELECT type FROM tasks WHERE status = 'queued' AND type >= '' ORDER BY type LIMIT 1",
     )?;
-    let stamp = rfc3339_ms(now);
-    for (seq, id, task_type, correlation_id) in rows {
-        let message = format!("no worker handles type {task_type}");
-        tracing::warn!(task_id = %id, task_type = %task_type, "dead-lettered: no worker handles this type");
-        let doc = ResultDocument {
-            id,
-            task_type,
-            status: "dead".into(),
-            result: None,
-            error: Some(json!({"message": message, "outcome": "unknown_type"})),
-            attempts: 0,
-            worker: None,
-            host: host.to_string(),
-            started_at: stamp.clone(),
-            finished_at: stamp.clone(),
-            duration_ms: 0,
-            correlation_id,
-        };
-        let doc = serde_json::to_string(&doc).map_err(to_sql_error)?;
-        update.execute(params![message, doc, now, seq])?;
+    let mut next = tx.prepare_cached(
+        "SELECT type FROM tasks WHERE status = 'queued' AND type > ?1 ORDER BY type LIMIT 1",
+    )?;
+    let mut queued = tx.prepare_cached(SELECT_QUEUED)?;
+    let mut take = tx.prepare_cached(TAKE)?;
+    let mut out = Vec::new();
+    let mut current: Option<String> = first.query_row([], |r| r.get(0)).optional()?;
+    while let Some(t) = current {
+        let room = SWEEP_LIMIT.saturating_sub(i64::try_from(out.len()).unwrap_or(i64::MAX));
+        if room <= 0 {
+            break;
+        }
+        if !known.contains(&t) {
+            let seqs = queued
+                .query_map(params![t, room], |r| r.get::<_, i64>(0))?
+                .collect::<rusqlite::Result<Vec<_>>>()?;
+            for seq in seqs {
+                out.push(take.query_row(params![host, until, seq], delivery)?);
+            }
+        }
+        current = next.query_row([&t], |r| r.get(0)).optional()?;
     }
-    Ok(())
-}
-
-/// The short message kept in the `error` column of a dead task.
-pub(super) fn error_message(doc: &ResultDocument) -> Option<String> {
-    match doc.error.as_ref()? {
-        Value::Object(m) => Some(match m.get("message") {
-            Some(Value::String(s)) => s.clone(),
-            Some(other) => other.to_string(),
-            None => Value::Object(m.clone()).to_string(),
-        }),
-        Value::String(s) => Some(s.clone()),
-        other => Some(other.to_string()),
-    }
+    Ok(out)
 }

@@ -323,7 +323,7 @@ async fn malformed_rows_come_back_as_malformed() {
 }
 
 #[tokio::test]
-async fn unknown_types_are_dead_lettered() {
+async fn queued_tasks_of_unknown_types_are_handed_to_the_host() {
     let dir = TempDir::new().expect("tempdir");
     let s = open(&dir, "h1", 30_000);
     submit_all(&s, &[("zr", "Z")]).await;
@@ -335,26 +335,51 @@ async fn unknown_types_are_dead_lettered() {
         "queued",
         "swept without known_types"
     );
-    submit_all(&s, &[("z2", "Z")]).await;
+    // Types on both sides of the known one in index order, an empty type, and one with many tasks.
+    submit_all(&s, &[("z2", "Z"), ("a2", "A"), ("b1", "B"), ("x1", "0")]).await;
+    raw_conn(&dir)
+        .execute("INSERT INTO tasks (id, type) VALUES ('e1', '')", [])
+        .expect("insert");
     let mut r = req(&[(&["A"], 10)]);
     r.known_types = vec!["A".into()];
+    let got = s.claim(&r).await.expect("claim");
+    let mut swept: Vec<_> = ids(&got).into_iter().filter(|id| id != "a2").collect();
+    swept.sort();
+    assert_eq!(swept, ["b1", "e1", "x1", "z1", "z2"]);
+    assert!(
+        ids(&got).contains(&"a2".to_string()),
+        "the known type is claimed as usual"
+    );
+    // Leased to this host like any claim (the host dead-letters them, fenced by the token).
+    for d in got.iter().filter(|d| d.lease.task_id == "z1") {
+        assert_eq!(state(&s, "z1").await.status, "running");
+        assert_eq!(d.envelope.as_ref().expect("envelope").task_type, "Z");
+    }
+    // No sweep again before SWEEP_EVERY_MS: the rest stays queued meanwhile.
+    submit_all(&s, &[("z3", "Z")]).await;
     assert!(s.claim(&r).await.expect("claim").is_empty());
-    for id in ["z1", "z2"] {
-        let st = state(&s, id).await;
-        assert_eq!((st.status.as_str(), st.deliveries), ("dead", 0));
-        let d = st.result.expect("result");
-        let error = json!({"message": "no worker handles type Z", "outcome": "unknown_type"});
-        assert_eq!(
-            (d.id.as_str(), d.task_type.as_str(), d.error),
-            (id, "Z", Some(error))
-        );
-        assert_eq!((d.status.as_str(), d.attempts, d.worker), ("dead", 0, None));
-        assert_eq!((d.host.as_str(), d.started_at.len()), ("h1", 24));
+    assert_eq!(state(&s, "z3").await.status, "queued");
+    assert_eq!(state(&s, "zr").await.status, "running");
+}
+
+#[tokio::test]
+async fn a_sweep_takes_at_most_its_limit() {
+    let dir = TempDir::new().expect("tempdir");
+    let s = open(&dir, "h1", 30_000);
+    let n = usize::try_from(SWEEP_LIMIT).expect("limit") + 50;
+    let conn = raw_conn(&dir);
+    for i in 0..n {
+        conn.execute(
+            "INSERT INTO tasks (id, type) VALUES (?1, 'Z')",
+            [format!("z{i}")],
+        )
+        .expect("insert");
     }
-    assert_eq!(raw_error(&dir, "z2"), "no worker handles type Z");
-    for id in ["a1", "zr"] {
-        assert_eq!(state(&s, id).await.status, "running", "{id}");
-    }
+    let mut r = req(&[(&["A"], 10)]);
+    r.known_types = vec!["A".into()];
+    let got = s.claim(&r).await.expect("claim");
+    assert_eq!(got.len(), n - 50);
+    assert_eq!(ids(&got)[0], "z0", "oldest first");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -436,4 +461,25 @@ async fn an_idle_wait_ends_when_another_process_enqueues() {
     assert!(woke.is_ok(), "the wait did not end after the insert");
     assert!(started.elapsed() < Duration::from_secs(10));
     assert_eq!(ids(&claim(&s, &["T"], 1).await), vec!["n".to_string()]);
+}
+
+#[tokio::test]
+async fn a_commit_between_the_claim_and_the_wait_is_not_missed() {
+    let dir = TempDir::new().expect("tempdir");
+    let s = SqliteSource::open(SqliteOptions {
+        path: db_path(&dir),
+        host_id: "h1".into(),
+        lease: Duration::from_secs(30),
+        poll_interval: Duration::from_secs(30),
+    })
+    .expect("open");
+    assert!(claim(&s, &["T"], 1).await.is_empty());
+    // The task lands after the empty claim but before the host starts waiting (the watch is not on yet):
+    // the wait must end at once, not after the 30 s poll interval.
+    raw_conn(&dir)
+        .execute("INSERT INTO tasks (id, type) VALUES ('late', 'T')", [])
+        .expect("insert");
+    let woke = tokio::time::timeout(Duration::from_secs(10), s.wait_for_tasks()).await;
+    assert!(woke.is_ok(), "a task committed before the wait was missed");
+    assert_eq!(ids(&claim(&s, &["T"], 1).await), vec!["late".to_string()]);
 }
