@@ -9,8 +9,10 @@ use crate::proxy::{Final, Proxy};
 use crate::registry::{Registry, WorkerEntry};
 use crate::runner::ProgressSink;
 pub use crate::stats::RunningTask;
+use futures_util::FutureExt as _;
 use serde_json::json;
 use std::collections::{HashMap, HashSet};
+use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
@@ -130,14 +132,17 @@ impl Host {
                 self.wait(Duration::from_secs(1), &stop).await;
                 continue;
             }
-            // A burst may end only on an empty answer to a claim that asked every worker.
+            // A burst may end only on an empty answer to a claim that asked every worker and that
+            // began with nothing in flight. Idleness is read before the claim, not after: a task that
+            // finishes during the claim may have put work back (a failure the task manager requeues)
+            // after the task manager answered, and that answer must not end the burst.
             let asked_all = req.slots.len() == self.registry().workers().len();
+            let idle_before = self.state.in_flight.load(Ordering::SeqCst) == 0;
             match self.source.claim(&req).await {
                 Ok(ds) if ds.is_empty() => {
                     self.mark_up(true);
                     backoff = Duration::from_millis(100);
-                    let idle = self.state.in_flight.load(Ordering::SeqCst) == 0;
-                    if self.opts.burst && idle && asked_all {
+                    if self.opts.burst && idle_before && asked_all {
                         tracing::info!(
                             "burst: nothing left to claim and nothing in flight; stopping"
                         );
@@ -250,7 +255,7 @@ impl Host {
             Err(m) => {
                 self.emit_dead(&d.lease.task_id, None, None, &m.reason);
                 let error = json!({"message": m.reason, "outcome": "malformed", "raw": m.raw});
-                let doc = self.dead_doc(&d.lease.task_id, "", None, error, 0);
+                let doc = self.dead_doc(&d.lease.task_id, "", None, error, 0, None);
                 self.spawn_settle(d.lease, doc, None);
                 return;
             }
@@ -264,7 +269,14 @@ impl Host {
             let msg = format!("no worker handles type {}", env.task_type);
             self.emit_dead(&env.id, Some(&env.task_type), None, &msg);
             let error = json!({"message": msg, "outcome": "unknown_type"});
-            let doc = self.dead_doc(&env.id, &env.task_type, None, error, 0);
+            let doc = self.dead_doc(
+                &env.id,
+                &env.task_type,
+                None,
+                error,
+                0,
+                env.correlation_id.clone(),
+            );
             self.spawn_settle(d.lease, doc, None);
             return;
         };
@@ -288,6 +300,7 @@ impl Host {
                 Some(&worker.config.name),
                 error,
                 d.deliveries - 1,
+                env.correlation_id.clone(),
             );
             self.spawn_settle(d.lease, doc, Some(worker));
             return;
@@ -322,35 +335,18 @@ impl Host {
         };
         let kill = kill.clone();
         self.tracker.spawn(async move {
-            let mut permits = Some(ctx.permits(global, local, &worker).await);
-            let first_attempt = d.deliveries.max(1);
-            let fin = ctx.proxy.run(&worker, &env, first_attempt, &kill).await;
-            match fin {
-                Final::Done { doc, .. } => {
-                    let at = doc.finished_at.clone();
-                    if doc.succeeded() {
-                        worker.stats.record_success(at);
-                    } else {
-                        let msg = doc.error.as_ref().and_then(|e| e.get("message")).and_then(|m| m.as_str()).unwrap_or("failed").to_string();
-                        worker.stats.record_failure(msg, at);
-                    }
-                    // The process is done: its capacity goes to the next task while the outcome is
-                    // recorded (one broker round trip), unless `concurrency` outcomes are being recorded
-                    // already: a task manager that hands out tasks but takes no outcomes must not make
-                    // the host run ever more of them.
-                    let settling = ctx.settling.clone().try_acquire_owned().ok();
-                    if settling.is_some() {
-                        permits = None;
-                        ctx.done.notify_one();
-                    }
-                    settle(&ctx.source, &d.lease, &doc, &ctx.state, &kill).await;
-                    drop(settling);
+            // A panic below (a bug) must not leave the task in limbo, held and renewed forever by a host
+            // that forgot it, nor keep its capacity. The lease is let go (no longer renewed): the task
+            // returns when it expires, as after a crash, and that counts as a delivery, so a task that
+            // makes the host panic every time ends dead-lettered by `max_deliveries`, not in a loop.
+            let body = ctx.run(&worker, &env, &d.lease, d.deliveries, global, local, &kill);
+            let permits = match AssertUnwindSafe(body).catch_unwind().await {
+                Ok(permits) => permits,
+                Err(_) => {
+                    tracing::error!(task_id = %env.id, "internal error (a panic) while running the task; it returns to the queue when its lease expires");
+                    None
                 }
-                Final::Released => match ctx.source.release(&d.lease).await {
-                    Ok(()) => tracing::warn!(task_id = %env.id, "task handed back to the task manager unfinished"),
-                    Err(e) => tracing::warn!(task_id = %env.id, error = %e, "could not hand the task back; it returns when its lease expires"),
-                },
-            }
+            };
             if let Ok(mut l) = ctx.leases.lock() {
                 l.remove(&d.lease);
             }
@@ -372,6 +368,7 @@ impl Host {
         worker: Option<&str>,
         error: serde_json::Value,
         attempts: u32,
+        correlation_id: Option<String>,
     ) -> ResultDocument {
         let now = rfc3339_ms(now_ms());
         ResultDocument {
@@ -386,7 +383,7 @@ impl Host {
             started_at: now.clone(),
             finished_at: now,
             duration_ms: 0,
-            correlation_id: None,
+            correlation_id,
         }
     }
 
@@ -395,13 +392,7 @@ impl Host {
         let source = self.source.clone();
         let state = self.state.clone();
         if let Some(w) = &worker {
-            let msg = doc
-                .error
-                .as_ref()
-                .and_then(|e| e.get("message"))
-                .and_then(|m| m.as_str())
-                .unwrap_or("dead")
-                .to_string();
+            let msg = doc.error_message().unwrap_or_else(|| "dead".into());
             w.stats.record_failure(msg, doc.finished_at.clone());
         }
         tracing::warn!(task_id = %doc.id, error = %doc.error.clone().unwrap_or_default(), "dead-lettering a task that cannot run");

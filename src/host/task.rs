@@ -2,7 +2,7 @@
 //! while the task manager is unreachable), and forward progress reports.
 
 use super::HostState;
-use crate::proxy::Proxy;
+use crate::proxy::{Final, Proxy};
 use crate::registry::WorkerEntry;
 use crate::runner::Progress;
 use std::collections::HashSet;
@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use workerhost_adapters::{AdapterError, Lease, ResultDocument, Source, TaskSource};
+use workerhost_adapters::{AdapterError, Envelope, Lease, ResultDocument, Source, TaskSource};
 
 /// What a task's own async task needs of the host.
 pub(super) struct TaskCtx {
@@ -31,7 +31,7 @@ impl TaskCtx {
         global: Option<OwnedSemaphorePermit>,
         local: Option<OwnedSemaphorePermit>,
         worker: &WorkerEntry,
-    ) -> (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>) {
+    ) -> Permits {
         let g = match global {
             Some(p) => Some(p),
             None => self.global_sem.clone().acquire_owned().await.ok(),
@@ -42,7 +42,58 @@ impl TaskCtx {
         };
         (g, l)
     }
+
+    /// Runs the task through the proxy and records its outcome. Returns the permits still held (the
+    /// caller frees them after its bookkeeping); they were given up early if the outcome was recorded
+    /// while the next task started.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) async fn run(
+        &self,
+        worker: &WorkerEntry,
+        env: &Envelope,
+        lease: &Lease,
+        deliveries: u32,
+        global: Option<OwnedSemaphorePermit>,
+        local: Option<OwnedSemaphorePermit>,
+        kill: &CancellationToken,
+    ) -> Option<Permits> {
+        let mut permits = Some(self.permits(global, local, worker).await);
+        match self.proxy.run(worker, env, deliveries.max(1), kill).await {
+            Final::Done { doc, .. } => {
+                let at = doc.finished_at.clone();
+                if doc.succeeded() {
+                    worker.stats.record_success(at);
+                } else {
+                    let msg = doc.error_message().unwrap_or_else(|| "failed".into());
+                    worker.stats.record_failure(msg, at);
+                }
+                // The process is done: its capacity goes to the next task while the outcome is recorded
+                // (one broker round trip), unless `concurrency` outcomes are being recorded already: a
+                // task manager that hands out tasks but takes no outcomes must not make the host run
+                // ever more of them.
+                let settling = self.settling.clone().try_acquire_owned().ok();
+                if settling.is_some() {
+                    permits = None;
+                    self.done.notify_one();
+                }
+                settle(&self.source, lease, &doc, &self.state, kill).await;
+                drop(settling);
+            }
+            Final::Released => match self.source.release(lease).await {
+                Ok(()) => {
+                    tracing::warn!(task_id = %env.id, "task handed back to the task manager unfinished")
+                }
+                Err(e) => {
+                    tracing::warn!(task_id = %env.id, error = %e, "could not hand the task back; it returns when its lease expires")
+                }
+            },
+        }
+        permits
+    }
 }
+
+/// The host-wide and the worker's own permit of a running task.
+pub(super) type Permits = (Option<OwnedSemaphorePermit>, Option<OwnedSemaphorePermit>);
 
 /// Records an outcome, retrying while the task manager is unreachable (the lease is renewed meanwhile,
 /// so the task is not redelivered). A lost lease is logged and counted: the new holder's outcome wins.

@@ -41,6 +41,10 @@ fn a_thousand_tasks_each_run_exactly_once_with_concurrency_8() {
     submit_many(&p, 1000);
     let out = p.run(&["--burst"]);
     assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    // The log went to a pipe, not a terminal: plain text, no colour codes.
+    let log = text(&out.stderr);
+    assert!(log.contains("task succeeded"), "{log}");
+    assert!(!log.contains('\u{1b}'), "colour codes in a piped log");
     let c = counts(&p);
     assert_eq!(c.len(), 1000);
     assert!(c.values().all(|&n| n == 1), "a task ran twice");
@@ -166,7 +170,12 @@ fn a_task_delivered_too_often_is_dead_lettered() {
 fn unknown_types_and_malformed_rows_are_dead_lettered_and_the_host_goes_on() {
     let p = Project::new();
     let w = shell_worker(&p, "0");
-    p.config("", &w);
+    p.write(
+        "record.sh",
+        "printf '%s ' \"$WORKERHOST_EVENT\" >> events.log\ncat >> events.log\necho >> events.log\n",
+    );
+    let observers = "observers:\n  - type: command\n    command: [\"/bin/sh\", \"./record.sh\"]\n    events: [task_failed, task_dead_lettered]\n";
+    p.config("", &format!("{w}{observers}"));
     let out = p.run(&["submit", "--type", "Nobody", "--id", "u1"]);
     assert_eq!(out.status.code(), Some(2), "submit refuses an unknown type");
     assert!(text(&out.stderr).contains("no worker in this config handles type"));
@@ -190,6 +199,20 @@ fn unknown_types_and_malformed_rows_are_dead_lettered_and_the_host_goes_on() {
             .as_str()
             .is_some_and(|m| m.contains("no worker handles type Nobody"))
     );
+    // Hooks hear of both, as they would on any other task manager.
+    let events = lines(&p.file("events.log"));
+    for (id, kind) in [
+        ("u1", "task_failed"),
+        ("u1", "task_dead_lettered"),
+        ("bad", "task_dead_lettered"),
+    ] {
+        assert!(
+            events
+                .iter()
+                .any(|l| l.starts_with(kind) && l.contains(&format!("\"task_id\":\"{id}\""))),
+            "no {kind} for {id}: {events:?}"
+        );
+    }
 }
 
 #[test]
@@ -217,4 +240,31 @@ fn burst_asks_every_worker_even_when_capacity_is_smaller_than_the_registry() {
         3,
         "every C task ran before --burst stopped"
     );
+}
+
+#[test]
+fn a_host_whose_log_pipe_is_gone_keeps_running_tasks() {
+    // A log shipper that went away leaves the host's stderr a broken pipe. Logging must not take tasks
+    // down with it (tracing's fallback report of a failed write used to panic inside each task, which
+    // left the task claimed and the host waiting for it forever).
+    let p = Project::new();
+    let w = shell_worker(&p, "0");
+    p.config("  concurrency: 4", &w);
+    submit_many(&p, 20);
+    let mut child = p
+        .cmd(&["--burst"])
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .expect("start the host");
+    drop(child.stderr.take());
+    let status = wait_child(&mut child, Duration::from_secs(60));
+    assert_eq!(status.code(), Some(0));
+    let c = counts(&p);
+    assert_eq!(c.len(), 20, "runs: {c:?}");
+    assert!(c.values().all(|&n| n == 1), "a task ran twice: {c:?}");
+    for i in 0..20 {
+        let s = p.status(&format!("t{i}")).expect("status");
+        assert_eq!(s["status"], "succeeded", "t{i}: {s}");
+    }
 }

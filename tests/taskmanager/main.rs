@@ -101,6 +101,9 @@ fn failures_are_reported_as_strings_and_the_server_requeues_them() {
     let tm = TaskManager::default();
     tm.add_type("T");
     let id = tm.add_task("T", json!({"fail": true}));
+    // Empty answers arrive late, so a failure's complete (which requeues the task) lands while a claim
+    // that found nothing is still on its way: `--burst` must not take that answer as the end.
+    tm.lock().empty_claim_delay = Duration::from_millis(300);
     let url = server::start(tm.clone());
     let p = Project::new();
     configure(&p, &url, "", &worker(&p, "T", ""));

@@ -41,6 +41,9 @@ pub struct Inner {
     pub throttled: u32,
     pub forbidden_completes: u32,
     pub registered: Vec<String>,
+    /// Hold every "nothing to do" answer this long after deciding it, as a loaded service would: the
+    /// host's other requests (a complete that requeues) can land before the answer arrives.
+    pub empty_claim_delay: Duration,
 }
 
 #[derive(Clone, Default)]
@@ -205,34 +208,38 @@ async fn claim(State(tm): State<TaskManager>, h: HeaderMap, raw: String) -> Resp
         .as_u64()
         .or_else(|| b["task_type_id"].as_str().and_then(|s| s.parse().ok()));
     let worker = b["worker_id"].as_str().unwrap_or("").to_string();
-    let mut s = tm.lock();
-    // The service's default claim timeout is 300 s.
-    let timeout = if s.claim_timeout.is_zero() {
-        Duration::from_secs(300)
-    } else {
-        s.claim_timeout
-    };
-    let found = s.tasks.iter_mut().find(|t| {
-        Some(t.type_id) == type_id
-            && (t.status == "pending"
-                || (t.status == "claimed" && t.claimed_at.is_some_and(|c| c.elapsed() > timeout)))
-    });
-    match found {
-        // The quirk: an empty queue is a 500.
-        None => err(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "There is no active transaction",
-        ),
-        Some(t) => {
+    // The answer is decided under the lock; an empty one is then held `empty_claim_delay`.
+    let delay = {
+        let mut s = tm.lock();
+        // The service's default claim timeout is 300 s.
+        let timeout = if s.claim_timeout.is_zero() {
+            Duration::from_secs(300)
+        } else {
+            s.claim_timeout
+        };
+        let found = s.tasks.iter_mut().find(|t| {
+            Some(t.type_id) == type_id
+                && (t.status == "pending"
+                    || (t.status == "claimed"
+                        && t.claimed_at.is_some_and(|c| c.elapsed() > timeout)))
+        });
+        if let Some(t) = found {
             t.status = "claimed".into();
             t.claimed_by = Some(worker);
             t.claimed_at = Some(Instant::now());
             t.attempts += 1;
-            ok(
+            return ok(
                 json!({"id": t.id.to_string(), "type": t.type_name, "params": t.params, "attempts": t.attempts, "priority": 0}),
-            )
+            );
         }
-    }
+        s.empty_claim_delay
+    };
+    tokio::time::sleep(delay).await;
+    // The quirk: an empty queue is a 500.
+    err(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "There is no active transaction",
+    )
 }
 
 async fn complete(
