@@ -16,6 +16,7 @@ import redis  # noqa: E402
 from brokers import REDIS_URL, amqp_connect  # noqa: E402
 import common  # noqa: E402
 from common import OUT, ROOT, RUN_ID, WORKER_PY, log, loadavg, machine_busy_ms, wait_quiet  # noqa: E402
+from instructions import instructions_section  # noqa: E402
 from latency_memory import latency_section, memory_section  # noqa: E402
 from peers import peers_section  # noqa: E402
 from report import render  # noqa: E402
@@ -28,6 +29,7 @@ SECTIONS = {
     "memory": ("4. Memory", memory_section),
     "scaleout": ("5. Scale-out", scaleout_section),
     "peers": ("6. Peers", peers_section),
+    "instructions": ("7. Host instructions per task (callgrind)", instructions_section),
 }
 
 
@@ -62,7 +64,18 @@ def main():
     ap.add_argument("--quick", action="store_true", help="small counts; writes the report under bench/out/")
     ap.add_argument("--only", default="", help="comma-separated sections: " + " ".join(SECTIONS))
     ap.add_argument("--adapters", default="", help="comma-separated task managers to run (sqlite redis amqp)")
+    ap.add_argument("--render", default="", metavar="RESULTS_JSON",
+                    help="measure nothing: write BENCHMARKS.md and BENCHMARKS.svg again from a run's results.json")
     args = ap.parse_args()
+    if args.render:
+        with open(args.render) as f:
+            res = json.load(f)
+        _, md, svg = render(res)
+        for name, text in (("BENCHMARKS.md", md), ("BENCHMARKS.svg", svg)):
+            with open(os.path.join(ROOT, name), "w") as f:
+                f.write(text)
+        log(f"wrote BENCHMARKS.md and BENCHMARKS.svg from {args.render}")
+        return
     only = [s for s in args.only.split(",") if s] or list(SECTIONS)
     for s in only:
         if s not in SECTIONS:
