@@ -3,7 +3,7 @@
 use super::{SELECT_EXPIRED, SELECT_QUEUED, SWEEP_LIMIT, TAKE};
 use crate::{ClaimSlot, Delivery, Envelope, Lease, Malformed, now_ms};
 use rusqlite::types::ValueRef;
-use rusqlite::{Connection, OptionalExtension, Row, TransactionBehavior, params};
+use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
 
 /// A text column as a string, whatever `sqlite3` stored there by hand.
@@ -74,21 +74,20 @@ pub(super) fn envelope(
     })
 }
 
-/// Claims within one IMMEDIATE transaction: each slot takes the oldest claimable tasks of its types,
-/// `total` at most in all.
+/// Claims (inside the write transaction the caller runs it in): each slot takes the oldest claimable
+/// tasks of its types, `total` at most in all.
 pub(super) fn claim_tx(
-    c: &mut Connection,
+    tx: &Connection,
     host: &str,
     lease_ms: i64,
     slots: &[ClaimSlot],
     total: usize,
     sweep: Option<&[String]>,
 ) -> rusqlite::Result<Vec<Delivery>> {
-    let tx = c.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let now = now_ms();
     let mut out = Vec::new();
     let mut unknown = match sweep {
-        Some(known) => sweep_unknown(&tx, host, now.saturating_add(lease_ms), known)?,
+        Some(known) => sweep_unknown(tx, host, now.saturating_add(lease_ms), known)?,
         None => Vec::new(),
     };
     {
@@ -121,7 +120,6 @@ pub(super) fn claim_tx(
             }
         }
     }
-    tx.commit()?;
     out.append(&mut unknown);
     Ok(out)
 }
@@ -132,7 +130,7 @@ pub(super) fn claim_tx(
 /// index one distinct type at a time (a seek each, never a scan of the queue), so a sweep costs the
 /// same with ten queued tasks or a million.
 pub(super) fn sweep_unknown(
-    tx: &rusqlite::Transaction<'_>,
+    tx: &Connection,
     host: &str,
     until: i64,
     known: &[String],
