@@ -76,7 +76,8 @@ def spawn_panel(top, s):
 def pool_panel(top, s, peers):
     cs = sorted({r["concurrency"] for r in s})
     by = {(r["adapter"], r["concurrency"]): r["per_s"] for r in s}
-    groups = [(f"concurrency {c}", [(k, by.get((k, c)), COLORS[k]) for k in ("redis", "amqp")]) for c in cs]
+    groups = [(f"concurrency {c}", [(k, by.get((k, c)), COLORS[k]) for k in ("sqlite", "redis", "amqp")
+                                          if (k, c) in by]) for c in cs]
     refs = [(5000, "target 5,000/s", "#2f8132")]
     for p in peers:
         name = p["peer"].split(" (")[0] + (" threads" if "thread" in p["peer"] else "")
@@ -86,7 +87,9 @@ def pool_panel(top, s, peers):
     ymax = 10 ** math.floor(math.log10(top_v)) * math.ceil(top_v * 1.15 / 10 ** math.floor(math.log10(top_v)))
     out = bars(top, "2. Pool mode: no-op Python worker, results stored (tasks/s); dashed: target and peers",
                groups, ymax, lambda v: f"{v:,.0f}", refs)
-    return out + legend(W - 260, top + 16, [("Redis", COLORS["redis"]), ("RabbitMQ", COLORS["amqp"])])
+    kinds = [(n, COLORS[k]) for k, n in (("sqlite", "sqlite"), ("redis", "Redis"), ("amqp", "RabbitMQ"))
+             if any(r["adapter"] == k for r in s)]
+    return out + legend(W - 260, top + 16, kinds)
 
 
 def latency_panel(top, lat):
