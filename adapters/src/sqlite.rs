@@ -187,13 +187,7 @@ impl SqliteSource {
         T: Send + 'static,
         F: FnOnce(&mut Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        match self.conn.run(f).await {
-            Some(out) => out.map_err(|e| db_error(&self.path, e)),
-            None => Err(AdapterError::Backend(format!(
-                "sqlite database {}: the call panicked",
-                self.path
-            ))),
-        }
+        self.outcome(self.conn.run(f).await)
     }
 
     /// Runs the write `f` in the blocking pool, after the calls queued before it, in a transaction it
@@ -203,7 +197,12 @@ impl SqliteSource {
         T: Send + 'static,
         F: FnOnce(&Connection) -> rusqlite::Result<T> + Send + 'static,
     {
-        match self.conn.write(f).await {
+        self.outcome(self.conn.write(f).await)
+    }
+
+    /// A queued call's result as the adapter reports it (`None`: the call panicked).
+    fn outcome<T>(&self, out: Option<rusqlite::Result<T>>) -> Result<T, AdapterError> {
+        match out {
             Some(out) => out.map_err(|e| db_error(&self.path, e)),
             None => Err(AdapterError::Backend(format!(
                 "sqlite database {}: the call panicked",

@@ -153,12 +153,13 @@ fn drain(queue: &Mutex<Queue>, conn: &Mutex<Connection>) {
                 Job::Plain(f) => {
                     let _ = std::panic::catch_unwind(AssertUnwindSafe(|| f(&mut c)));
                 }
-                Job::Write(f) => {
-                    let mut group = vec![f];
+                Job::Write(w) => {
+                    let mut group = vec![w];
                     while let Some(Job::Write(_)) = jobs.front() {
-                        if let Some(Job::Write(f)) = jobs.pop_front() {
-                            group.push(f);
-                        }
+                        let Some(Job::Write(w)) = jobs.pop_front() else {
+                            break;
+                        };
+                        group.push(w);
                     }
                     write_group(&c, group);
                 }
