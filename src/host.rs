@@ -23,8 +23,8 @@ use tokio_util::task::TaskTracker;
 mod task;
 
 use workerhost_adapters::{
-    ClaimRequest, ClaimSlot, Delivery, Envelope, Lease, ResultDocument, Source, Stamp, TaskSource,
-    now_ms, rfc3339_ms,
+    ClaimRequest, ClaimSlot, Consumer, Delivery, Envelope, Lease, ResultDocument, RevokeReason,
+    Source, Stamp, now_ms, rfc3339_ms,
 };
 
 /// How the host runs.
@@ -423,9 +423,16 @@ impl Host {
                     continue;
                 }
                 match source.renew(&held).await {
-                    Ok(lost) => {
-                        for l in lost {
-                            tracing::warn!(task_id = %l.task_id, "lease lost while the task runs: another host may run it too; its outcome will not be recorded by this host");
+                    Ok(revoked) => {
+                        for r in revoked {
+                            match r.reason {
+                                RevokeReason::Lost => {
+                                    tracing::warn!(task_id = %r.lease.task_id, "lease lost while the task runs: another host may run it too; its outcome will not be recorded by this host")
+                                }
+                                RevokeReason::Cancelled => {
+                                    tracing::warn!(task_id = %r.lease.task_id, "task cancelled while it runs; its outcome will not be recorded by this host")
+                                }
+                            }
                         }
                     }
                     Err(e) => tracing::warn!(error = %e, "cannot renew leases"),

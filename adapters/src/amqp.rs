@@ -1,6 +1,6 @@
 //! The `amqp` task manager (RabbitMQ, AMQP 0-9-1 via `lapin`).
 //!
-//! A consumer with manual acks fills an in-process buffer; [`TaskSource::claim`] hands out at most what the
+//! A consumer with manual acks fills an in-process buffer; [`Consumer::claim`] hands out at most what the
 //! host can start. Prefetch (basic.qos) is the host's capacity (its first claim) or the `prefetch` setting,
 //! so the broker never pushes more than can start. A lease is `<generation>:<delivery tag>`: the
 //! generation counts connections, so a tag of a dead channel is never acked on a new one.
@@ -30,7 +30,8 @@ mod tests;
 pub use settings::{QueueType, Settings, redact, scrub};
 
 use crate::{
-    AdapterError, ClaimRequest, Delivery, Envelope, Lease, ResultDocument, TaskSource, TaskStatus,
+    AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
+    Revoked, TaskStatus,
 };
 use inner::{Inner, lock, requeue};
 use lapin::BasicProperties;
@@ -91,7 +92,7 @@ impl AmqpSource {
     }
 }
 
-impl TaskSource for AmqpSource {
+impl Consumer for AmqpSource {
     fn kind(&self) -> &'static str {
         "amqp"
     }
@@ -150,7 +151,7 @@ impl TaskSource for AmqpSource {
     }
 
     /// Nothing to renew: the broker holds an unacked message for as long as the channel lives.
-    async fn renew(&self, _leases: &[Lease]) -> Result<Vec<Lease>, AdapterError> {
+    async fn renew(&self, _leases: &[Lease]) -> Result<Vec<Revoked>, AdapterError> {
         Ok(Vec::new())
     }
 
@@ -243,45 +244,6 @@ impl TaskSource for AmqpSource {
         Ok(())
     }
 
-    async fn submit(&self, envelope: &Envelope) -> Result<(), AdapterError> {
-        let i = &self.inner;
-        if envelope.id.is_empty() || envelope.task_type.is_empty() {
-            return Err(AdapterError::Invalid(
-                "a task needs a non-empty id and type".into(),
-            ));
-        }
-        let body =
-            serde_json::to_vec(envelope).map_err(|e| AdapterError::Invalid(e.to_string()))?;
-        let mut props = BasicProperties::default()
-            .with_content_type("application/json".into())
-            .with_delivery_mode(2);
-        if let Some(id) = short(&envelope.id) {
-            props = props.with_message_id(id);
-        }
-        if let Some(c) = envelope.correlation_id.as_deref().and_then(short) {
-            props = props.with_correlation_id(c);
-        }
-        let l = i.link().await?;
-        match l.publish("", &i.s.queue, true, &body, props).await {
-            Ok(true) => Ok(()),
-            Ok(false) => Err(AdapterError::Backend(format!(
-                "queue {} does not exist",
-                i.s.queue
-            ))),
-            Err(e) => Err(AdapterError::Unavailable(format!(
-                "broker {}: {}",
-                i.shown,
-                scrub(&e, &i.url)
-            ))),
-        }
-    }
-
-    async fn status(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
-        Err(AdapterError::Backend(format!(
-            "the amqp task manager keeps no task status (task {id}): a message leaves the queue when it is acknowledged. Results are published to the message's reply_to queue, and to result_exchange when configured; read them there"
-        )))
-    }
-
     async fn ping(&self) -> Result<(), AdapterError> {
         self.inner.link().await.map(drop)
     }
@@ -334,5 +296,46 @@ impl TaskSource for AmqpSource {
         if let Some(l) = l {
             l.close().await;
         }
+    }
+}
+
+impl Queue for AmqpSource {
+    async fn submit(&self, envelope: &Envelope) -> Result<(), AdapterError> {
+        let i = &self.inner;
+        if envelope.id.is_empty() || envelope.task_type.is_empty() {
+            return Err(AdapterError::Invalid(
+                "a task needs a non-empty id and type".into(),
+            ));
+        }
+        let body =
+            serde_json::to_vec(envelope).map_err(|e| AdapterError::Invalid(e.to_string()))?;
+        let mut props = BasicProperties::default()
+            .with_content_type("application/json".into())
+            .with_delivery_mode(2);
+        if let Some(id) = short(&envelope.id) {
+            props = props.with_message_id(id);
+        }
+        if let Some(c) = envelope.correlation_id.as_deref().and_then(short) {
+            props = props.with_correlation_id(c);
+        }
+        let l = i.link().await?;
+        match l.publish("", &i.s.queue, true, &body, props).await {
+            Ok(true) => Ok(()),
+            Ok(false) => Err(AdapterError::Backend(format!(
+                "queue {} does not exist",
+                i.s.queue
+            ))),
+            Err(e) => Err(AdapterError::Unavailable(format!(
+                "broker {}: {}",
+                i.shown,
+                scrub(&e, &i.url)
+            ))),
+        }
+    }
+
+    async fn status(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
+        Err(AdapterError::Backend(format!(
+            "the amqp task manager keeps no task status (task {id}): a message leaves the queue when it is acknowledged. Results are published to the message's reply_to queue, and to result_exchange when configured; read them there"
+        )))
     }
 }

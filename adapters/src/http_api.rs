@@ -6,8 +6,8 @@
 //! shutdown returns when the service's own claim timeout expires.
 
 use crate::{
-    AdapterError, ClaimRequest, Delivery, Envelope, Lease, Malformed, ResultDocument, TaskSource,
-    TaskStatus,
+    AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Malformed, Queue,
+    ResultDocument, Revoked, TaskStatus,
 };
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
@@ -363,7 +363,7 @@ fn error_string(doc: &ResultDocument) -> String {
     }
 }
 
-impl TaskSource for HttpSource {
+impl Consumer for HttpSource {
     fn kind(&self) -> &'static str {
         "http"
     }
@@ -418,7 +418,7 @@ impl TaskSource for HttpSource {
         Ok(out)
     }
 
-    async fn renew(&self, _leases: &[Lease]) -> Result<Vec<Lease>, AdapterError> {
+    async fn renew(&self, _leases: &[Lease]) -> Result<Vec<Revoked>, AdapterError> {
         // The service has no heartbeat: a claim lasts its claim timeout (see `workerhost check`).
         Ok(Vec::new())
     }
@@ -459,6 +459,67 @@ impl TaskSource for HttpSource {
         Ok(())
     }
 
+    async fn ping(&self) -> Result<(), AdapterError> {
+        let health = self.call(reqwest::Method::GET, "/health", None).await?;
+        if health.status >= 500 {
+            return Err(AdapterError::Unavailable(format!(
+                "GET /health answered HTTP {}",
+                health.status
+            )));
+        }
+        // /health needs no key: resolving the types proves the key (401 is an error naming it).
+        let unresolved = self.resolve_types().await?;
+        if !unresolved.is_empty() {
+            return Err(AdapterError::Backend(format!(
+                "task types unknown to the TaskManager: {} (register_task_types is {})",
+                unresolved.join(", "),
+                self.opts.register_task_types
+            )));
+        }
+        Ok(())
+    }
+
+    fn idle_wait(&self) -> Duration {
+        // With jitter, so many hosts do not poll in lockstep.
+        self.opts
+            .poll_interval
+            .mul_f64(0.75 + rand_fraction() * 0.5)
+    }
+
+    fn wants_progress(&self) -> bool {
+        true
+    }
+
+    async fn progress(
+        &self,
+        task_id: &str,
+        percent: f64,
+        message: Option<&str>,
+    ) -> Result<(), AdapterError> {
+        let mut body = json!({"worker_id": self.opts.host_id, "progress": percent.clamp(0.0, 100.0).round() as i64});
+        if let Some(m) = message {
+            body["message"] = json!(m);
+        }
+        let a = self
+            .call(
+                reqwest::Method::POST,
+                &format!("/tasks/{}/progress", urlencode(task_id)),
+                Some(body),
+            )
+            .await?;
+        if (200..300).contains(&a.status) {
+            Ok(())
+        } else {
+            Err(AdapterError::Backend(format!(
+                "progress answered HTTP {}: {}",
+                a.status,
+                a.error_text()
+            )))
+        }
+    }
+}
+
+impl Queue for HttpSource {
     async fn submit(&self, envelope: &Envelope) -> Result<(), AdapterError> {
         self.enqueue(envelope).await.map(|_| ())
     }
@@ -560,65 +621,6 @@ impl TaskSource for HttpSource {
             status,
             deliveries: attempts,
         }))
-    }
-
-    async fn ping(&self) -> Result<(), AdapterError> {
-        let health = self.call(reqwest::Method::GET, "/health", None).await?;
-        if health.status >= 500 {
-            return Err(AdapterError::Unavailable(format!(
-                "GET /health answered HTTP {}",
-                health.status
-            )));
-        }
-        // /health needs no key: resolving the types proves the key (401 is an error naming it).
-        let unresolved = self.resolve_types().await?;
-        if !unresolved.is_empty() {
-            return Err(AdapterError::Backend(format!(
-                "task types unknown to the TaskManager: {} (register_task_types is {})",
-                unresolved.join(", "),
-                self.opts.register_task_types
-            )));
-        }
-        Ok(())
-    }
-
-    fn idle_wait(&self) -> Duration {
-        // With jitter, so many hosts do not poll in lockstep.
-        self.opts
-            .poll_interval
-            .mul_f64(0.75 + rand_fraction() * 0.5)
-    }
-
-    fn wants_progress(&self) -> bool {
-        true
-    }
-
-    async fn progress(
-        &self,
-        task_id: &str,
-        percent: f64,
-        message: Option<&str>,
-    ) -> Result<(), AdapterError> {
-        let mut body = json!({"worker_id": self.opts.host_id, "progress": percent.clamp(0.0, 100.0).round() as i64});
-        if let Some(m) = message {
-            body["message"] = json!(m);
-        }
-        let a = self
-            .call(
-                reqwest::Method::POST,
-                &format!("/tasks/{}/progress", urlencode(task_id)),
-                Some(body),
-            )
-            .await?;
-        if (200..300).contains(&a.status) {
-            Ok(())
-        } else {
-            Err(AdapterError::Backend(format!(
-                "progress answered HTTP {}: {}",
-                a.status,
-                a.error_text()
-            )))
-        }
     }
 }
 

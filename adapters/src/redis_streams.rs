@@ -27,7 +27,8 @@ mod status;
 mod tests;
 
 use crate::{
-    AdapterError, ClaimRequest, Delivery, Envelope, Lease, ResultDocument, TaskSource, TaskStatus,
+    AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
+    Revoked, TaskStatus,
 };
 use parse::{Redactor, Settings, text};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -357,7 +358,7 @@ impl RedisSource {
     }
 }
 
-impl TaskSource for RedisSource {
+impl Consumer for RedisSource {
     fn kind(&self) -> &'static str {
         "redis"
     }
@@ -381,7 +382,7 @@ impl TaskSource for RedisSource {
         Ok(out)
     }
 
-    async fn renew(&self, leases: &[Lease]) -> Result<Vec<Lease>, AdapterError> {
+    async fn renew(&self, leases: &[Lease]) -> Result<Vec<Revoked>, AdapterError> {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
@@ -398,6 +399,7 @@ impl TaskSource for RedisSource {
             .iter()
             .filter(|l| lost.contains(&l.receipt))
             .cloned()
+            .map(Revoked::lost)
             .collect())
     }
 
@@ -462,6 +464,25 @@ impl TaskSource for RedisSource {
         }
     }
 
+    async fn ping(&self) -> Result<(), AdapterError> {
+        self.query(&redis::cmd("PING")).await.map(drop)
+    }
+
+    /// The blocking read already waited `block_ms`.
+    fn idle_wait(&self) -> Duration {
+        Duration::from_millis(10)
+    }
+
+    async fn close(&self) {
+        let mut c = self.eval(&self.s.scripts.close, &[&self.s.keys.stream]);
+        c.arg(&self.s.group).arg(&self.s.consumer);
+        if let Err(e) = self.query(&c).await {
+            tracing::debug!(error = %e, "could not remove this host's consumer from the group");
+        }
+    }
+}
+
+impl Queue for RedisSource {
     async fn submit(&self, envelope: &Envelope) -> Result<(), AdapterError> {
         if envelope.id.is_empty() || envelope.task_type.is_empty() {
             return Err(AdapterError::Invalid(
@@ -487,22 +508,5 @@ impl TaskSource for RedisSource {
     /// Redis keeps only the result document once the entry is acked.
     async fn status(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
         self.lookup(id).await
-    }
-
-    async fn ping(&self) -> Result<(), AdapterError> {
-        self.query(&redis::cmd("PING")).await.map(drop)
-    }
-
-    /// The blocking read already waited `block_ms`.
-    fn idle_wait(&self) -> Duration {
-        Duration::from_millis(10)
-    }
-
-    async fn close(&self) {
-        let mut c = self.eval(&self.s.scripts.close, &[&self.s.keys.stream]);
-        c.arg(&self.s.group).arg(&self.s.consumer);
-        if let Err(e) = self.query(&c).await {
-            tracing::debug!(error = %e, "could not remove this host's consumer from the group");
-        }
     }
 }

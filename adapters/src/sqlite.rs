@@ -10,8 +10,8 @@
 //! connection behind a mutex, used only from `spawn_blocking`.
 
 use crate::{
-    AdapterError, ClaimRequest, Delivery, Envelope, Lease, ResultDocument, TaskSource, TaskStatus,
-    now_ms,
+    AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
+    Revoked, TaskStatus, now_ms,
 };
 use rows::{claim_tx, col, count, text};
 use rusqlite::types::Value as SqlValue;
@@ -76,7 +76,7 @@ pub struct SqliteOptions {
     pub host_id: String,
     /// How long a claim or a renewal holds a task.
     pub lease: Duration,
-    /// What [`TaskSource::idle_wait`] answers.
+    /// What [`Consumer::idle_wait`] answers.
     pub poll_interval: Duration,
 }
 
@@ -245,7 +245,7 @@ fn data_version(c: &Connection) -> rusqlite::Result<i64> {
         .query_row([], |r| r.get(0))
 }
 
-impl TaskSource for SqliteSource {
+impl Consumer for SqliteSource {
     fn kind(&self) -> &'static str {
         "sqlite"
     }
@@ -275,7 +275,7 @@ impl TaskSource for SqliteSource {
         Ok(claimed)
     }
 
-    async fn renew(&self, leases: &[Lease]) -> Result<Vec<Lease>, AdapterError> {
+    async fn renew(&self, leases: &[Lease]) -> Result<Vec<Revoked>, AdapterError> {
         if leases.is_empty() {
             return Ok(Vec::new());
         }
@@ -291,7 +291,7 @@ impl TaskSource for SqliteSource {
                     Err(_) => false,
                 };
                 if !renewed {
-                    lost.push(lease);
+                    lost.push(Revoked::lost(lease));
                 }
             }
             Ok(lost)
@@ -328,6 +328,35 @@ impl TaskSource for SqliteSource {
         self.fenced(lease, set, Vec::new()).await
     }
 
+    async fn ping(&self) -> Result<(), AdapterError> {
+        self.run(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
+            .await
+            .map(drop)
+    }
+
+    fn idle_wait(&self) -> Duration {
+        self.poll_interval
+    }
+
+    /// Until another process commits to the file (a task may have been enqueued), at most the poll interval.
+    async fn wait_for_tasks(&self) {
+        let Some(armed) = self.watch().and_then(wake::Watch::arm) else {
+            return tokio::time::sleep(self.poll_interval).await;
+        };
+        // A commit between the last claim and the watch shows in the connection's data_version.
+        let before = self.version.load(Ordering::SeqCst);
+        if self
+            .run(|c| data_version(c))
+            .await
+            .is_ok_and(|v| v != before)
+        {
+            return;
+        }
+        armed.changed(self.poll_interval).await;
+    }
+}
+
+impl Queue for SqliteSource {
     async fn submit(&self, envelope: &Envelope) -> Result<(), AdapterError> {
         if envelope.id.is_empty() || envelope.task_type.is_empty() {
             return Err(AdapterError::Invalid(
@@ -387,32 +416,5 @@ impl TaskSource for SqliteSource {
             });
             TaskStatus { id, task_type, status, deliveries, result }
         }))
-    }
-
-    async fn ping(&self) -> Result<(), AdapterError> {
-        self.run(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
-            .await
-            .map(drop)
-    }
-
-    fn idle_wait(&self) -> Duration {
-        self.poll_interval
-    }
-
-    /// Until another process commits to the file (a task may have been enqueued), at most the poll interval.
-    async fn wait_for_tasks(&self) {
-        let Some(armed) = self.watch().and_then(wake::Watch::arm) else {
-            return tokio::time::sleep(self.poll_interval).await;
-        };
-        // A commit between the last claim and the watch shows in the connection's data_version.
-        let before = self.version.load(Ordering::SeqCst);
-        if self
-            .run(|c| data_version(c))
-            .await
-            .is_ok_and(|v| v != before)
-        {
-            return;
-        }
-        armed.changed(self.poll_interval).await;
     }
 }

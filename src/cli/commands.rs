@@ -11,7 +11,7 @@ use workerhost::proxy::{Final, Proxy};
 use workerhost::registry::Registry;
 use workerhost::runner::SpawnRunner;
 use workerhost::settings::{default_host_name, unique_host_id};
-use workerhost_adapters::{AdapterError, Envelope, TaskSource};
+use workerhost_adapters::{AdapterError, Consumer, Envelope, Queue};
 
 /// Logging for one-shot commands: warnings and worse, unless RUST_LOG says otherwise.
 fn quiet_logging() {

@@ -11,7 +11,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
-use workerhost_adapters::{AdapterError, Envelope, Lease, ResultDocument, Source, TaskSource};
+use workerhost_adapters::{AdapterError, Consumer, Envelope, Lease, ResultDocument, Source};
 
 /// What a task's own async task needs of the host.
 pub(super) struct TaskCtx {

@@ -5,7 +5,7 @@ use super::parse::{self, text};
 use crate::{AdapterError, ResultDocument, TaskStatus};
 
 impl RedisSource {
-    /// See [`crate::TaskSource::status`] on [`RedisSource`].
+    /// See [`crate::Queue::status`] on [`RedisSource`].
     pub(super) async fn lookup(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
         let mut get = redis::cmd("GET");
         get.arg(self.s.keys.result(id));

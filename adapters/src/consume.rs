@@ -1,0 +1,157 @@
+//! Consuming: what a host needs to take tasks from a task manager, hold them while they run, and settle
+//! each exactly once ([`Consumer`]), and the values that travel across that seam.
+
+use crate::{AdapterError, ResultDocument};
+use std::future::Future;
+use std::time::Duration;
+
+/// What the host can start right now: a claim never returns more than it asks for.
+#[derive(Debug, Clone, Default)]
+pub struct ClaimRequest {
+    /// One slot per worker with free capacity: at most `max` tasks whose type is one of `types`.
+    pub slots: Vec<ClaimSlot>,
+    /// Every task type some worker of this host handles. Adapters that can see a task's type before
+    /// claiming it may dead-letter tasks of other types ("no worker handles type ...").
+    pub known_types: Vec<String>,
+    /// At most this many in all (the host's free capacity); `None`: the sum of the slots. Every worker
+    /// with room gets a slot, so every type is asked for, while the total stays within capacity.
+    pub limit: Option<usize>,
+}
+
+#[derive(Debug, Clone)]
+pub struct ClaimSlot {
+    pub types: Vec<String>,
+    pub max: usize,
+}
+
+impl ClaimRequest {
+    pub fn total(&self) -> usize {
+        let sum = self.slots.iter().map(|s| s.max).sum();
+        self.limit.map_or(sum, |l| l.min(sum))
+    }
+}
+
+/// A claimed task: the envelope (or why it is not one) and the lease that lets the host settle it.
+#[derive(Debug, Clone)]
+pub struct Delivery {
+    pub lease: Lease,
+    /// The parsed envelope, or the reason the message is not a valid one (the host dead-letters it).
+    pub envelope: Result<crate::Envelope, Malformed>,
+    /// How many times this task has been delivered, this delivery included (1 on the first).
+    pub deliveries: u32,
+}
+
+#[derive(Debug, Clone)]
+pub struct Malformed {
+    /// The raw message as text, kept in the dead letter.
+    pub raw: String,
+    pub reason: String,
+}
+
+/// The right to settle one delivery. `receipt` is adapter-specific (a fencing token, a stream entry id,
+/// a delivery tag) and opaque to the host.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct Lease {
+    pub task_id: String,
+    pub receipt: String,
+}
+
+/// A lease that [`Consumer::renew`] could not extend, and why: the host stops counting on recording
+/// that task's outcome.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    pub lease: Lease,
+    pub reason: RevokeReason,
+}
+
+/// Why a lease is gone.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RevokeReason {
+    /// Another host holds the task now (our lease expired and was taken over), or the task is gone.
+    Lost,
+    /// Someone cancelled the task while it ran.
+    Cancelled,
+}
+
+impl Revoked {
+    /// A lease taken over by another host (or gone).
+    pub fn lost(lease: Lease) -> Revoked {
+        Revoked {
+            lease,
+            reason: RevokeReason::Lost,
+        }
+    }
+}
+
+/// The consuming side of a task manager: claim, hold (renew, progress), settle or hand back; plus the
+/// lifecycle around it (waiting when idle, stopping, closing) and a health check.
+///
+/// Implementations must be cheap to share (`&self` everywhere) and must never block the async runtime.
+pub trait Consumer: Send + Sync {
+    /// The adapter's name as in `task_manager.type`.
+    fn kind(&self) -> &'static str;
+
+    /// Claims up to `req.total()` tasks in all, respecting each slot's `max`. Returns promptly, possibly with none;
+    /// the host waits [`Consumer::wait_for_tasks`] before asking again after an empty answer.
+    fn claim(
+        &self,
+        req: &ClaimRequest,
+    ) -> impl Future<Output = Result<Vec<Delivery>, AdapterError>> + Send;
+
+    /// Extends the leases of tasks still running. Returns the leases that could not be renewed, each
+    /// with the reason it is gone.
+    fn renew(
+        &self,
+        leases: &[Lease],
+    ) -> impl Future<Output = Result<Vec<Revoked>, AdapterError>> + Send;
+
+    /// Records the outcome (success stored, or dead-lettered) and only then removes the task from the
+    /// queue. Fenced: returns [`AdapterError::LeaseLost`] if another host holds the task now.
+    fn settle(
+        &self,
+        lease: &Lease,
+        doc: &ResultDocument,
+    ) -> impl Future<Output = Result<(), AdapterError>> + Send;
+
+    /// Hands an unfinished task back to the queue for redelivery (shutdown). Where the task manager can
+    /// tell, this delivery does not count toward `max_deliveries`.
+    fn release(&self, lease: &Lease) -> impl Future<Output = Result<(), AdapterError>> + Send;
+
+    /// Checks the connection.
+    fn ping(&self) -> impl Future<Output = Result<(), AdapterError>> + Send;
+
+    /// How long to wait before claiming again after a claim that returned nothing.
+    fn idle_wait(&self) -> Duration;
+
+    /// The wait after a claim that returned nothing: [`Consumer::idle_wait`], or less when the adapter
+    /// learns that tasks may have arrived (so an idle host starts a new task at once, not at its next poll).
+    fn wait_for_tasks(&self) -> impl Future<Output = ()> + Send {
+        tokio::time::sleep(self.idle_wait())
+    }
+
+    /// Whether [`Consumer::progress`] goes anywhere (the host forwards workers' progress lines only then).
+    fn wants_progress(&self) -> bool {
+        false
+    }
+
+    /// Records a running task's progress (0..100) where the task manager supports it.
+    fn progress(
+        &self,
+        _task_id: &str,
+        _percent: f64,
+        _message: Option<&str>,
+    ) -> impl Future<Output = Result<(), AdapterError>> + Send {
+        async { Ok(()) }
+    }
+
+    /// The host will claim no more (shutdown began). Push-based adapters stop consuming and hand back
+    /// whatever they buffered but never handed out. In-flight deliveries are still settled or released.
+    fn stop_consuming(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+
+    /// Everything is settled or released; close connections.
+    fn close(&self) -> impl Future<Output = ()> + Send {
+        async {}
+    }
+}

@@ -1,0 +1,92 @@
+//! [`Source`]: every adapter this build has, as one enum that is both a [`Consumer`] and a [`Queue`],
+//! dispatched without `dyn` (the traits' futures are not object safe). Each variant exists only with its
+//! cargo feature.
+
+use crate::{
+    AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
+    Revoked, TaskStatus,
+};
+use std::time::Duration;
+
+/// The task manager the host was configured with.
+pub enum Source {
+    #[cfg(feature = "sqlite")]
+    Sqlite(crate::sqlite::SqliteSource),
+    #[cfg(feature = "redis")]
+    Redis(crate::redis_streams::RedisSource),
+    #[cfg(feature = "amqp")]
+    Amqp(crate::amqp::AmqpSource),
+    #[cfg(feature = "http")]
+    Http(crate::http_api::HttpSource),
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            #[cfg(feature = "sqlite")]
+            Source::Sqlite($s) => $e,
+            #[cfg(feature = "redis")]
+            Source::Redis($s) => $e,
+            #[cfg(feature = "amqp")]
+            Source::Amqp($s) => $e,
+            #[cfg(feature = "http")]
+            Source::Http($s) => $e,
+        }
+    };
+}
+
+impl Consumer for Source {
+    fn kind(&self) -> &'static str {
+        dispatch!(self, s => s.kind())
+    }
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Delivery>, AdapterError> {
+        dispatch!(self, s => s.claim(req).await)
+    }
+    async fn renew(&self, leases: &[Lease]) -> Result<Vec<Revoked>, AdapterError> {
+        dispatch!(self, s => s.renew(leases).await)
+    }
+    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
+        dispatch!(self, s => s.settle(lease, doc).await)
+    }
+    async fn release(&self, lease: &Lease) -> Result<(), AdapterError> {
+        dispatch!(self, s => s.release(lease).await)
+    }
+    async fn ping(&self) -> Result<(), AdapterError> {
+        dispatch!(self, s => s.ping().await)
+    }
+    fn idle_wait(&self) -> Duration {
+        dispatch!(self, s => s.idle_wait())
+    }
+    async fn wait_for_tasks(&self) {
+        dispatch!(self, s => s.wait_for_tasks().await)
+    }
+    fn wants_progress(&self) -> bool {
+        dispatch!(self, s => s.wants_progress())
+    }
+    async fn progress(
+        &self,
+        task_id: &str,
+        percent: f64,
+        message: Option<&str>,
+    ) -> Result<(), AdapterError> {
+        dispatch!(self, s => s.progress(task_id, percent, message).await)
+    }
+    async fn stop_consuming(&self) {
+        dispatch!(self, s => s.stop_consuming().await)
+    }
+    async fn close(&self) {
+        dispatch!(self, s => s.close().await)
+    }
+}
+
+impl Queue for Source {
+    async fn submit(&self, envelope: &Envelope) -> Result<(), AdapterError> {
+        dispatch!(self, s => s.submit(envelope).await)
+    }
+    async fn enqueue(&self, envelope: &Envelope) -> Result<String, AdapterError> {
+        dispatch!(self, s => s.enqueue(envelope).await)
+    }
+    async fn status(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
+        dispatch!(self, s => s.status(id).await)
+    }
+}
