@@ -130,6 +130,11 @@ impl Metrics {
         r.register(Box::new(m.lost_claims.clone()))?;
         r.register(Box::new(m.hook_events.clone()))?;
         r.register(Box::new(build))?;
+        // The standard `process_*` family (CPU seconds, resident memory, open fds, start time) that
+        // dashboards and alerts expect from any exporter; read from /proc at scrape time.
+        r.register(Box::new(
+            prometheus::process_collector::ProcessCollector::for_self(),
+        ))?;
         Ok(m)
     }
 

@@ -2,6 +2,7 @@
 //! config, 130 after a second signal (`exec`: the protocol code of the final outcome).
 
 mod commands;
+mod docs;
 mod run;
 
 use anyhow::Context;
@@ -9,10 +10,18 @@ use clap::{Args, Parser, Subcommand};
 use std::path::{Path, PathBuf};
 use workerhost::config::{self, Config, ConfigError};
 
+/// `workerhost --version`: the crate version and the commit it was built from (see build.rs).
+pub const VERSION: &str = concat!(
+    env!("CARGO_PKG_VERSION"),
+    " (commit ",
+    env!("WORKERHOST_COMMIT"),
+    ")"
+);
+
 #[derive(Debug, Parser)]
 #[command(
     name = "workerhost",
-    version,
+    version = VERSION,
     about = "Runs tasks from a task manager in isolated per-worker processes."
 )]
 pub struct Cli {
@@ -41,6 +50,16 @@ pub enum Command {
     Status {
         /// The task id.
         id: String,
+    },
+    /// Print a shell completion script (needs no config): `source <(workerhost completions bash)`.
+    Completions {
+        #[arg(value_enum)]
+        shell: docs::Shell,
+    },
+    /// Print the man page (roff, needs no config): `workerhost man | man -l -`.
+    Man {
+        /// A subcommand's own page (workerhost-SUB(1)).
+        subcommand: Option<String>,
     },
 }
 
@@ -101,6 +120,8 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Some(Command::Exec(t)) => commands::exec(&config_path, t).await,
         Some(Command::Workers) => commands::workers(&config_path),
         Some(Command::Status { id }) => commands::status(&config_path, &id).await,
+        Some(Command::Completions { shell }) => docs::completions(shell),
+        Some(Command::Man { subcommand }) => docs::man(subcommand.as_deref()),
     };
     match result {
         Ok(code) => code,

@@ -3,6 +3,7 @@
 //! 2 cores do not link many executables.
 
 mod cli;
+mod integration;
 mod outcomes;
 mod pool;
 mod queue;

@@ -179,7 +179,7 @@ fn health_is_503_degraded_while_the_task_manager_is_unreachable() {
     let doc = r.json();
     assert_eq!(doc["status"], "degraded");
     assert_eq!(doc["task_manager"]["connected"], false);
-    let m = prom::parse(&host.get("/metrics").body).expect("metrics parse");
+    let m = prom::checked(&host.get("/metrics").body).expect("metrics parse");
     assert_eq!(m.value("workerhost_task_manager_up", &[]), Some(0.0));
 
     conn.execute_batch("COMMIT").expect("unlock");
@@ -189,7 +189,7 @@ fn health_is_503_degraded_while_the_task_manager_is_unreachable() {
         "never recovered: {}",
         p.host_log()
     );
-    let m = prom::parse(&host.get("/metrics").body).expect("metrics parse");
+    let m = prom::checked(&host.get("/metrics").body).expect("metrics parse");
     assert_eq!(m.value("workerhost_task_manager_up", &[]), Some(1.0));
     assert_eq!(host.stop(Duration::from_secs(20)), Some(0));
 }
@@ -281,11 +281,14 @@ fn metrics_count_known_outcomes_and_parse_strictly() {
         "{:?}",
         r.header("content-type")
     );
-    let m = prom::parse(&r.body).unwrap_or_else(|e| panic!("{e}\n{}", r.body));
+    let m = prom::checked(&r.body).unwrap_or_else(|e| panic!("{e}\n{}", r.body));
     let v = |name: &str, labels: &[(&str, &str)]| {
         m.value(name, labels)
             .unwrap_or_else(|| panic!("no {name}{labels:?} in\n{}", r.body))
     };
+    // The standard process family every exporter has: this host's own memory and start time.
+    assert!(v("process_resident_memory_bytes", &[]) > 1_000_000.0);
+    assert!(v("process_start_time_seconds", &[]) > 1_600_000_000.0);
     let tasks = "workerhost_tasks_total";
     assert_eq!(
         v(tasks, &[("worker", "ops.main"), ("status", "succeeded")]),

@@ -267,7 +267,7 @@ fn a_hanging_webhook_never_delays_tasks() {
         "40 quick tasks took {took:?}"
     );
     eprintln!("40 tasks with a hanging webhook: {took:?} from the host's start");
-    let m = prom::parse(&host.get("/metrics").body).expect("metrics");
+    let m = prom::checked(&host.get("/metrics").body).expect("metrics");
     let hook_events = |result: &str| {
         m.value(
             "workerhost_observer_events_total",

@@ -153,6 +153,64 @@ fn family_of(sample: &str, f: &Family) -> bool {
     }
 }
 
+/// What the host serves at `/metrics`, held to the Prometheus project's own parser and linter
+/// (`promtool check metrics`, Debian's `prometheus` package, which scripts/test installs), then parsed
+/// here for the values and for what promtool does not check (duplicate series, cumulative buckets).
+pub fn checked(text: &str) -> Result<Exposition, String> {
+    promtool(text)?;
+    parse(text)
+}
+
+fn promtool(text: &str) -> Result<(), String> {
+    use std::io::Write;
+    let child = std::process::Command::new("promtool")
+        .args(["check", "metrics"])
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn();
+    let mut child = match child {
+        Ok(c) => c,
+        Err(e) if std::env::var("CI").as_deref() == Ok("true") => {
+            return Err(format!("promtool is required under CI=true: {e}"));
+        }
+        Err(e) => {
+            eprintln!("skipping promtool (apt-get install prometheus): {e}");
+            return Ok(());
+        }
+    };
+    if let Some(mut stdin) = child.stdin.take() {
+        stdin
+            .write_all(text.as_bytes())
+            .map_err(|e| e.to_string())?;
+    }
+    let out = child.wait_with_output().map_err(|e| e.to_string())?;
+    if out.status.success() {
+        Ok(())
+    } else {
+        Err(format!(
+            "promtool check metrics failed ({}): {}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        ))
+    }
+}
+
+#[test]
+fn promtool_rejects_what_prometheus_would() {
+    if std::process::Command::new("promtool")
+        .arg("--version")
+        .output()
+        .is_err()
+        && std::env::var("CI").as_deref() != Ok("true")
+    {
+        return;
+    }
+    assert!(checked("# HELP a Some.\n# TYPE a gauge\na{w=x} 1\n").is_err());
+    assert!(checked("# HELP a_total A.\n# TYPE a_total counter\na_total 1\n").is_ok());
+}
+
 pub fn parse(text: &str) -> Result<Exposition, String> {
     let mut exp = Exposition::default();
     let mut seen_families = HashSet::new();
