@@ -70,7 +70,6 @@ impl Host {
         source: Source,
         registry: Registry,
         observers: Observers,
-        proxy_runner: crate::runner::SpawnRunner,
         opts: HostOptions,
     ) -> Host {
         let source = Arc::new(source);
@@ -81,13 +80,7 @@ impl Host {
         } else {
             ProgressSink::default()
         };
-        let proxy = Proxy {
-            host_id: opts.host_id.clone(),
-            runner: proxy_runner,
-            remote: crate::runner::RemoteRunner::default(),
-            observers,
-            progress,
-        };
+        let proxy = Proxy::new(opts.host_id.clone(), observers, progress);
         Host {
             source,
             registry: Arc::new(RwLock::new(Arc::new(registry))),

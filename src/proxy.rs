@@ -1,15 +1,16 @@
 //! The policy around a runner: retries with exponential backoff and full jitter, outcome classification
 //! into a final result document, and events to the observers. One call handles one delivery of a task.
 
-use crate::config::{RetryPolicy, WorkerConfig, WorkerKind};
+use crate::config::{RetryPolicy, WorkerConfig};
 use crate::observers::{Event, EventKind, Observers};
 use crate::registry::WorkerEntry;
-use crate::runner::{Attempt, Outcome, OutcomeKind, ProgressSink, RemoteRunner, SpawnRunner};
+use crate::runner::{Attempt, Outcome, OutcomeKind, ProgressSink};
 use serde_json::{Map, Value, json};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
 use workerhost_adapters::{Envelope, ResultDocument, now_ms, rfc3339_ms};
+use workerhost_sdk::ErrorField;
 use workerhost_sdk::TaskDocument;
 
 /// Where a delivery ended.
@@ -24,15 +25,24 @@ pub enum Final {
     Released,
 }
 
-/// Runs deliveries through the runner with the retry policy.
+/// Runs deliveries through each worker's runner with the retry policy.
 #[derive(Clone)]
 pub struct Proxy {
     pub host_id: String,
-    pub runner: SpawnRunner,
-    pub remote: RemoteRunner,
     pub observers: Observers,
     /// Where workers' progress lines go (the task manager, when it keeps progress).
     pub progress: ProgressSink,
+}
+
+impl Proxy {
+    /// The proxy of host `host_id` (`workerhost run` and `workerhost exec` alike).
+    pub fn new(host_id: String, observers: Observers, progress: ProgressSink) -> Proxy {
+        Proxy {
+            host_id,
+            observers,
+            progress,
+        }
+    }
 }
 
 /// The wait before retry number `retry` (1 for the first retry): `base * multiplier^(retry-1)`, capped at
@@ -85,11 +95,7 @@ impl Proxy {
             e.attempt = Some(doc.attempt);
             self.observers.emit(e);
 
-            let a = match (&worker.kind, &entry.pool) {
-                (WorkerKind::Remote { url }, _) => self.remote.run(worker, url, &doc, kill).await,
-                (_, Some(pool)) => pool.run(worker, &doc, kill, &self.progress).await,
-                _ => self.runner.run(worker, &doc, kill, &self.progress).await,
-            };
+            let a = entry.runner.run(worker, &doc, kill, &self.progress).await;
             forward_logs(&a, &task.id, &worker.name);
             let kind = a.outcome.kind();
             match &a.outcome {
@@ -208,10 +214,13 @@ fn dead_letter_error(a: &Attempt, message: String) -> Value {
     if let Some(c) = a.exit_code {
         m.insert("exit_code".into(), json!(c));
     }
-    if let Outcome::Failed { error, .. } = &a.outcome
-        && error.is_object()
+    if let Outcome::Failed {
+        error: ErrorField::Detailed(d),
+        ..
+    } = &a.outcome
+        && let Ok(v) = serde_json::to_value(d)
     {
-        m.insert("worker_error".into(), error.clone());
+        m.insert("worker_error".into(), v);
     }
     if !a.stderr_tail.is_empty() {
         m.insert("stderr_tail".into(), Value::String(a.stderr_tail.clone()));

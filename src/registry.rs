@@ -1,9 +1,10 @@
-//! Task type → worker. Built whole from a [`Config`](crate::config::Config) and swapped atomically on
-//! reload; a worker that survives a reload keeps its capacity permits and counters, so tasks in flight
-//! across a reload are still counted against its cap.
+//! Task type → worker entry (its config, its [`Runner`], its permits, its counters). Built whole from a
+//! [`Config`](crate::config::Config) and swapped atomically on reload; a worker that survives a reload
+//! keeps its capacity permits and counters, so tasks in flight across a reload are still counted against
+//! its cap, and an unchanged worker keeps its runner (a pool keeps its processes).
 
-use crate::config::{Mode, WorkerConfig, WorkerKind};
-use crate::runner::Pool;
+use crate::config::{Mode, WorkerConfig};
+use crate::runner::{Runner, RunnerError};
 use crate::stats::WorkerStats;
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -17,35 +18,46 @@ pub struct WorkerEntry {
     /// Per-worker cap on tasks in flight.
     pub permits: Arc<Semaphore>,
     pub stats: Arc<WorkerStats>,
-    /// Pool mode: the worker's long-lived processes.
-    pub pool: Option<Arc<Pool>>,
+    /// How its attempts run.
+    pub runner: Runner,
 }
 
-impl std::fmt::Debug for Pool {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Pool")
-            .field("idle", &self.idle_count())
-            .finish()
-    }
+/// Why a registry cannot be built from a list of workers.
+#[derive(Debug, Clone, thiserror::Error)]
+pub enum RegistryError {
+    #[error("task type {task_type} is claimed by two workers: {first} and {second}")]
+    TypeClaimedTwice {
+        task_type: String,
+        first: String,
+        second: String,
+    },
+    #[error(transparent)]
+    Runner(#[from] RunnerError),
 }
 
 #[derive(Debug, Default)]
 pub struct Registry {
     workers: Vec<Arc<WorkerEntry>>,
     by_type: HashMap<String, Arc<WorkerEntry>>,
+    /// The HTTP client of remote workers (made on first need, kept across reloads).
+    http: Option<reqwest::Client>,
 }
 
 impl Registry {
     /// Builds the registry. `host_concurrency` caps workers without a cap of their own (a pool-mode
     /// worker is also capped by its `pool_size`). Counters and permits of workers with the same name and
-    /// cap in `previous` are carried over, and so is the process pool of an unchanged worker.
+    /// cap in `previous` are carried over, and so is the runner (a pool's processes) of an unchanged
+    /// worker.
     pub fn build(
         workers: &[WorkerConfig],
         host_concurrency: usize,
         kill_grace: Duration,
         previous: Option<&Registry>,
-    ) -> Result<Registry, String> {
-        let mut reg = Registry::default();
+    ) -> Result<Registry, RegistryError> {
+        let mut reg = Registry {
+            http: previous.and_then(|p| p.http.clone()),
+            ..Registry::default()
+        };
         for w in workers {
             let cap = cap_of(w, host_concurrency);
             let old = previous.and_then(|p| p.by_name(&w.name));
@@ -56,24 +68,25 @@ impl Registry {
                 Some(o) => (Arc::new(Semaphore::new(cap)), o.stats.clone()),
                 None => (Arc::new(Semaphore::new(cap)), Arc::<WorkerStats>::default()),
             };
-            let is_pool = w.mode == Mode::Pool && !matches!(w.kind, WorkerKind::Remote { .. });
-            let pool = match old {
-                Some(o) if o.config == *w => o.pool.clone(),
-                _ if is_pool => Some(Arc::new(Pool::new(w, stats.restarts.clone(), kill_grace))),
-                _ => None,
+            let runner = match old {
+                Some(o) if o.config == *w => o.runner.clone(),
+                _ => Runner::for_worker(w, kill_grace, stats.restarts.clone(), || {
+                    reg.http.get_or_insert_with(reqwest::Client::new).clone()
+                })?,
             };
             let entry = Arc::new(WorkerEntry {
                 config: w.clone(),
                 permits,
                 stats,
-                pool,
+                runner,
             });
             for t in &w.task_types {
                 if let Some(other) = reg.by_type.insert(t.clone(), entry.clone()) {
-                    return Err(format!(
-                        "task type {t} is claimed by two workers: {} and {}",
-                        other.config.name, w.name
-                    ));
+                    return Err(RegistryError::TypeClaimedTwice {
+                        task_type: t.clone(),
+                        first: other.config.name.clone(),
+                        second: w.name.clone(),
+                    });
                 }
             }
             reg.workers.push(entry);

@@ -9,7 +9,6 @@ use workerhost::observers::{LogObserver, Observers};
 use workerhost::probe;
 use workerhost::proxy::{Final, Proxy};
 use workerhost::registry::Registry;
-use workerhost::runner::SpawnRunner;
 use workerhost::settings::{default_host_name, unique_host_id};
 use workerhost_adapters::{AdapterError, Consumer, Envelope, Queue};
 
@@ -118,7 +117,8 @@ fn envelope(cfg_types: &[String], t: &TaskArgs, allow_unknown: bool) -> anyhow::
 pub async fn submit(path: &Path, t: TaskArgs) -> anyhow::Result<u8> {
     quiet_logging();
     let cfg = load(path)?;
-    let registry = Registry::build(&cfg.workers, 1, cfg.host.kill_grace, None).map_err(Usage)?;
+    let registry = Registry::build(&cfg.workers, 1, cfg.host.kill_grace, None)
+        .map_err(|e| Usage(e.to_string()))?;
     let env = envelope(&registry.known_types(), &t, t.any_type)?;
     let source = workerhost::source::open(&cfg, &unique_host_id("submit")).await?;
     match source.enqueue(&env).await {
@@ -137,20 +137,17 @@ pub async fn exec(path: &Path, t: TaskArgs) -> anyhow::Result<u8> {
         &std::env::var("WORKERHOST_LOG_LEVEL").unwrap_or_else(|_| "info".into()),
         false,
     );
-    let registry = Registry::build(&cfg.workers, 1, cfg.host.kill_grace, None).map_err(Usage)?;
+    let registry = Registry::build(&cfg.workers, 1, cfg.host.kill_grace, None)
+        .map_err(|e| Usage(e.to_string()))?;
     let env = envelope(&registry.known_types(), &t, false)?;
     let Some(worker) = registry.for_type(&env.task_type) else {
         return Err(Usage(format!("no worker handles type {}", env.task_type)).into());
     };
-    let proxy = Proxy {
-        host_id: unique_host_id(cfg.host.id.as_deref().unwrap_or(&default_host_name())),
-        runner: SpawnRunner {
-            kill_grace: cfg.host.kill_grace,
-        },
-        remote: workerhost::runner::RemoteRunner::default(),
-        progress: workerhost::runner::ProgressSink::default(),
-        observers: Observers::new(vec![Arc::new(LogObserver)]),
-    };
+    let proxy = Proxy::new(
+        unique_host_id(cfg.host.id.as_deref().unwrap_or(&default_host_name())),
+        Observers::new(vec![Arc::new(LogObserver)]),
+        workerhost::runner::ProgressSink::default(),
+    );
     let kill = CancellationToken::new();
     let k = kill.clone();
     tokio::spawn(async move {

@@ -14,7 +14,6 @@ use workerhost::http::HttpState;
 use workerhost::metrics::Metrics;
 use workerhost::observers::{Hooks, LogObserver, Observer, Observers, StatusBoard};
 use workerhost::registry::Registry;
-use workerhost::runner::SpawnRunner;
 use workerhost::settings::{self, Flags, Settings};
 
 /// Sets up logging to stderr: text or one JSON object a line. `RUST_LOG` overrides the level.
@@ -134,8 +133,8 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     init_logging(&s.log_level, s.json_logs);
     let host_id = settings::unique_host_id(&s.host_name);
     let source = workerhost::source::open(&cfg, &host_id).await?;
-    let registry =
-        Registry::build(&cfg.workers, s.concurrency, cfg.host.kill_grace, None).map_err(Usage)?;
+    let registry = Registry::build(&cfg.workers, s.concurrency, cfg.host.kill_grace, None)
+        .map_err(|e| Usage(e.to_string()))?;
     let listener = bind_http(&s.listen, cfg.host.token.is_some()).await?;
     let ops = Ops::start(&cfg)?;
     tracing::info!(
@@ -151,9 +150,6 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
         source,
         registry,
         ops.observers(),
-        SpawnRunner {
-            kill_grace: cfg.host.kill_grace,
-        },
         HostOptions {
             host_id: host_id.clone(),
             concurrency: s.concurrency,

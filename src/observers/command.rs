@@ -3,10 +3,12 @@
 //! `WORKERHOST_EVENT` (the event name). Exit 0 is delivered; on `timeout` the whole group is killed.
 
 use super::Event;
+use crate::runner::group;
+use crate::runner::output::{Tail, drain_lines};
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
-use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::io::AsyncWriteExt;
 
 /// How much of the command's stderr is kept for the log when it fails.
 const STDERR_TAIL: usize = 2048;
@@ -32,49 +34,44 @@ impl CommandSink {
         };
         let mut body = serde_json::to_vec(e).map_err(|err| err.to_string())?;
         body.push(b'\n');
-        let mut child = tokio::process::Command::new(program)
-            .args(args)
+        let mut cmd = tokio::process::Command::new(program);
+        cmd.args(args)
             .current_dir(&self.dir)
             .env("WORKERHOST_EVENT", e.event.as_str())
             .stdin(Stdio::piped())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .process_group(0)
-            .kill_on_drop(true)
-            .spawn()
-            .map_err(|err| format!("cannot start {program}: {err}"))?;
-        let pid = child.id();
+            .stderr(Stdio::piped());
+        let (mut child, group) = group::start(cmd).await.map_err(|err| err.to_string())?;
         let mut stdin = child.stdin.take();
-        let mut stderr = child.stderr.take();
+        let stderr = child.stderr.take();
+        let tail = std::sync::Mutex::new(Tail::default());
         let run = async {
             if let Some(mut i) = stdin.take() {
                 // A command that does not read its stdin may close it: not an error.
                 let _ = i.write_all(&body).await;
             }
-            let mut err = Vec::new();
-            if let Some(s) = stderr.as_mut() {
-                let _ = s.read_to_end(&mut err).await;
+            if let Some(s) = stderr {
+                drain_lines(s, |line| {
+                    if let Ok(mut t) = tail.lock() {
+                        t.push(line);
+                    }
+                })
+                .await;
             }
-            let status = child.wait().await;
-            (status, err)
+            child.wait().await
         };
         let finished = tokio::time::timeout(self.timeout, run).await;
         match finished {
-            Ok((Ok(status), _)) if status.success() => Ok(()),
-            Ok((Ok(status), err)) => {
-                let err = String::from_utf8_lossy(&err);
+            Ok(Ok(status)) if status.success() => Ok(()),
+            Ok(Ok(status)) => {
+                let err = tail.lock().map(|t| t.text()).unwrap_or_default();
                 let tail: String = err.trim().chars().rev().take(STDERR_TAIL).collect();
                 let tail: String = tail.chars().rev().collect();
                 Err(format!("{program} exited with {status}: {tail}"))
             }
-            Ok((Err(err), _)) => Err(format!("waiting for {program}: {err}")),
+            Ok(Err(err)) => Err(format!("waiting for {program}: {err}")),
             Err(_) => {
-                if let Some(pid) = pid.and_then(|p| i32::try_from(p).ok()) {
-                    let _ = nix::sys::signal::killpg(
-                        nix::unistd::Pid::from_raw(pid),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
-                }
+                group.kill();
                 let _ = child.wait().await;
                 Err(format!(
                     "{program} took over {:.1} s: its process group was killed",

@@ -1,18 +1,92 @@
-//! How one attempt runs. A runner starts the worker, feeds it the task document, collects its answer and
-//! classifies what happened into an [`Outcome`]. It never retries: that is the proxy's job.
+//! How one attempt runs. A [`Runner`] (spawn, pool or remote; built once per worker by the
+//! [registry](crate::registry)) starts the worker, feeds it the task document and collects its answer;
+//! [`classify`] turns that answer into an [`Outcome`], in one place for all three. A runner never
+//! retries: what happens next is the [verdict](crate::proxy)'s business.
+//!
+//! - [`spawn`]: a fresh process per attempt; [`pool`]: long-lived processes, one JSON line each way;
+//!   [`remote`]: an HTTP POST.
+//! - [`group`]: starting and stopping process groups (also used by the command observer);
+//!   [`output`]: reading a worker's stdout and stderr without trusting them.
 
-mod output;
+pub mod classify;
+pub mod group;
+mod outcome;
+pub mod output;
 mod pool;
 mod remote;
 mod spawn;
 
+use crate::config::WorkerConfig;
 use serde_json::Value;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU64;
 use std::time::Duration;
-use workerhost_sdk::LogLine;
+use tokio_util::sync::CancellationToken;
+use workerhost_sdk::TaskDocument;
 
+pub use outcome::{Attempt, Outcome, OutcomeKind};
 pub use pool::Pool;
 pub use remote::RemoteRunner;
-pub use spawn::{SpawnRunner, command_for};
+pub use spawn::{Launch, SpawnRunner};
+
+/// How a worker's attempts run; held by its registry entry.
+#[derive(Debug, Clone)]
+pub enum Runner {
+    /// A fresh process per attempt.
+    Spawn(SpawnRunner),
+    /// Long-lived processes (shared by every task of the worker, carried across reloads).
+    Pool(Arc<Pool>),
+    /// An HTTP endpoint.
+    Remote(RemoteRunner),
+}
+
+/// A worker whose runner cannot be built.
+#[derive(Debug, Clone, thiserror::Error)]
+#[error("worker {worker}: {reason}")]
+pub struct RunnerError {
+    pub worker: String,
+    pub reason: String,
+}
+
+impl Runner {
+    /// The runner for `worker`. `restarts` counts replaced pool processes; remote workers share `http`.
+    pub fn for_worker(
+        worker: &WorkerConfig,
+        kill_grace: Duration,
+        restarts: Arc<AtomicU64>,
+        http: impl FnOnce() -> reqwest::Client,
+    ) -> Result<Runner, RunnerError> {
+        if let crate::config::WorkerKind::Remote { url } = &worker.kind {
+            return Ok(Runner::Remote(RemoteRunner::new(http(), url.clone())));
+        }
+        let launch = Launch::of(&worker.kind).ok_or_else(|| RunnerError {
+            worker: worker.name.clone(),
+            reason: "no program to start (empty command)".into(),
+        })?;
+        Ok(match worker.mode {
+            crate::config::Mode::Pool => {
+                Runner::Pool(Arc::new(Pool::new(worker, launch, restarts, kill_grace)))
+            }
+            crate::config::Mode::Spawn => Runner::Spawn(SpawnRunner { launch, kill_grace }),
+        })
+    }
+
+    /// Runs one attempt of `doc`. `kill` is the host's forced stop: the attempt ends at once,
+    /// [`Outcome::Interrupted`]. Progress lines on stderr go to `progress`.
+    pub async fn run(
+        &self,
+        worker: &WorkerConfig,
+        doc: &TaskDocument,
+        kill: &CancellationToken,
+        progress: &ProgressSink,
+    ) -> Attempt {
+        match self {
+            Runner::Spawn(s) => s.run(worker, doc, kill, progress).await,
+            Runner::Pool(p) => p.run(worker, doc, kill, progress).await,
+            Runner::Remote(r) => r.run(worker, doc, kill).await,
+        }
+    }
+}
 
 /// A worker's progress report: a stderr line `{"progress": 40, "message": "..."}`.
 #[derive(Debug, Clone, PartialEq)]
@@ -52,156 +126,5 @@ impl ProgressSink {
             });
         }
         true
-    }
-}
-
-/// What one attempt came to, as in the outcome table of the protocol.
-#[derive(Debug, Clone, PartialEq)]
-pub enum Outcome {
-    /// Exit 0 and `success: true`.
-    Succeeded { result: Value },
-    /// Exit 1, exit 2, or exit 0 with `success: false`. `error` is the worker's error (string or object).
-    Failed { error: Value, retriable: bool },
-    /// The host's timeout elapsed (`by_host`), or the worker exited 3.
-    Timeout { by_host: bool },
-    /// Killed by a signal, or an exit code outside the protocol.
-    Crashed {
-        exit_code: Option<i32>,
-        signal: Option<i32>,
-    },
-    /// Exit 0 without a JSON result, or stdout over `max_output_bytes`.
-    ProtocolError { reason: String },
-    /// The interpreter or binary could not be started.
-    SpawnError { reason: String },
-    /// The host is shutting down and killed the attempt; the task goes back to the queue.
-    Interrupted,
-}
-
-/// The label used in metrics, logs and events.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
-#[serde(rename_all = "snake_case")]
-pub enum OutcomeKind {
-    Succeeded,
-    Failed,
-    Fatal,
-    Timeout,
-    Crashed,
-    ProtocolError,
-    SpawnError,
-    Interrupted,
-}
-
-impl OutcomeKind {
-    pub fn as_str(self) -> &'static str {
-        match self {
-            OutcomeKind::Succeeded => "succeeded",
-            OutcomeKind::Failed => "failed",
-            OutcomeKind::Fatal => "fatal",
-            OutcomeKind::Timeout => "timeout",
-            OutcomeKind::Crashed => "crashed",
-            OutcomeKind::ProtocolError => "protocol_error",
-            OutcomeKind::SpawnError => "spawn_error",
-            OutcomeKind::Interrupted => "interrupted",
-        }
-    }
-
-    /// The protocol exit code this outcome stands for (`workerhost exec` exits with it).
-    pub fn exit_code(self) -> i32 {
-        use workerhost_sdk::exit;
-        match self {
-            OutcomeKind::Succeeded => exit::SUCCESS,
-            OutcomeKind::Failed | OutcomeKind::Crashed | OutcomeKind::Interrupted => {
-                exit::RETRIABLE
-            }
-            OutcomeKind::Fatal | OutcomeKind::ProtocolError | OutcomeKind::SpawnError => {
-                exit::FATAL
-            }
-            OutcomeKind::Timeout => exit::TIMEOUT,
-        }
-    }
-}
-
-impl Outcome {
-    pub fn kind(&self) -> OutcomeKind {
-        match self {
-            Outcome::Succeeded { .. } => OutcomeKind::Succeeded,
-            Outcome::Failed {
-                retriable: true, ..
-            } => OutcomeKind::Failed,
-            Outcome::Failed {
-                retriable: false, ..
-            } => OutcomeKind::Fatal,
-            Outcome::Timeout { .. } => OutcomeKind::Timeout,
-            Outcome::Crashed { .. } => OutcomeKind::Crashed,
-            Outcome::ProtocolError { .. } => OutcomeKind::ProtocolError,
-            Outcome::SpawnError { .. } => OutcomeKind::SpawnError,
-            Outcome::Interrupted => OutcomeKind::Interrupted,
-        }
-    }
-
-    /// Whether the proxy may run the task again.
-    pub fn is_retriable(&self) -> bool {
-        matches!(
-            self.kind(),
-            OutcomeKind::Failed | OutcomeKind::Timeout | OutcomeKind::Crashed
-        )
-    }
-
-    /// A one-line description of a failure, for logs, events and dead letters.
-    pub fn message(&self) -> String {
-        match self {
-            Outcome::Succeeded { .. } => "succeeded".into(),
-            Outcome::Failed { error, .. } => error_message(error),
-            Outcome::Timeout { by_host: true } => "timed out: killed by the host".into(),
-            Outcome::Timeout { by_host: false } => "the worker reported a timeout (exit 3)".into(),
-            Outcome::Crashed {
-                signal: Some(s), ..
-            } => format!("crashed: killed by signal {s}"),
-            Outcome::Crashed {
-                exit_code: Some(c), ..
-            } => format!("crashed: exit code {c}"),
-            Outcome::Crashed { .. } => "crashed".into(),
-            Outcome::ProtocolError { reason } => format!("protocol error: {reason}"),
-            Outcome::SpawnError { reason } => format!("spawn error: {reason}"),
-            Outcome::Interrupted => "interrupted by host shutdown".into(),
-        }
-    }
-}
-
-/// The readable message of a worker's `error` (a string, or an object with `type` and `message`).
-pub fn error_message(error: &Value) -> String {
-    match serde_json::from_value::<workerhost_sdk::ErrorField>(error.clone()) {
-        Ok(e) => e.message(),
-        Err(_) => error.to_string(),
-    }
-}
-
-/// One attempt, with what the host keeps of it.
-#[derive(Debug, Clone)]
-pub struct Attempt {
-    pub outcome: Outcome,
-    /// The last few KiB of stderr, for the dead letter.
-    pub stderr_tail: String,
-    /// `logs` the worker returned in its result document.
-    pub logs: Vec<LogLine>,
-    pub duration: Duration,
-    pub exit_code: Option<i32>,
-}
-
-impl Attempt {
-    /// An attempt that started at `started` and ends now.
-    pub fn ended(
-        outcome: Outcome,
-        started: std::time::Instant,
-        stderr_tail: String,
-        exit_code: Option<i32>,
-    ) -> Attempt {
-        Attempt {
-            outcome,
-            stderr_tail,
-            logs: Vec::new(),
-            duration: started.elapsed(),
-            exit_code,
-        }
     }
 }

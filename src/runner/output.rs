@@ -103,24 +103,35 @@ pub async fn drain_lines<R: AsyncRead + Unpin>(r: R, mut on_line: impl FnMut(Str
     }
 }
 
-/// Logs every stderr line of a spawned attempt with the task id and keeps the tail; progress lines go
-/// to `progress` (and to the debug log only).
+/// Whose stderr lines these are: the task being served (a pool process serves one after another, and
+/// none between tasks) and the tail kept for that task's dead letter.
+#[derive(Debug, Default)]
+pub struct Serving {
+    pub task_id: Option<String>,
+    pub tail: Tail,
+}
+
+/// Logs every stderr line of a worker process with the task it serves and keeps the tail; progress lines
+/// go to `progress` (and to the debug log only). Returns when stderr closes.
 pub async fn drain_stderr<R: AsyncRead + Unpin>(
     r: R,
-    tail: &Mutex<Tail>,
-    task_id: &str,
+    serving: &Mutex<Serving>,
     worker: &str,
     progress: &super::ProgressSink,
 ) {
     drain_lines(r, |line| {
-        if progress.offer(task_id, &line) {
-            tracing::debug!(target: "workerhost::worker", task_id = %task_id, worker = %worker, "progress: {line}");
+        let Ok(mut s) = serving.lock() else {
+            return;
+        };
+        if let Some(id) = &s.task_id
+            && progress.offer(id, &line)
+        {
+            tracing::debug!(target: "workerhost::worker", task_id = %id, worker = %worker, "progress: {line}");
             return;
         }
+        let task_id = s.task_id.as_deref().unwrap_or_default();
         tracing::info!(target: "workerhost::worker", task_id = %task_id, worker = %worker, "stderr: {line}");
-        if let Ok(mut t) = tail.lock() {
-            t.push(line);
-        }
+        s.tail.push(line);
     })
     .await
 }

@@ -1,32 +1,28 @@
-//! Remote workers (`url:` instead of a process): the host POSTs the task document and classifies the
-//! answer: 2xx with a result document is the result, 4xx is non-retriable, 5xx or a connection error is
-//! retriable, and the worker's `timeout` holds.
+//! Remote workers (`url:` instead of a process): the host POSTs the task document and
+//! [`classify::of_http`] reads the answer (2xx with a result document is the result, 4xx is
+//! non-retriable, 5xx or a connection error is retriable); the worker's `timeout` holds.
 
-use super::output::parse_result;
-use super::{Attempt, Outcome};
+use super::{Attempt, Outcome, classify};
 use crate::config::WorkerConfig;
-use serde_json::Value;
 use std::time::Instant;
 use tokio_util::sync::CancellationToken;
-use workerhost_sdk::TaskDocument;
+use workerhost_sdk::{ErrorField, TaskDocument};
 
-/// Shares one HTTP client (connection pool) across all remote workers.
-#[derive(Debug, Clone, Default)]
+/// One remote worker's endpoint, on an HTTP client (connection pool) shared by all remote workers.
+#[derive(Debug, Clone)]
 pub struct RemoteRunner {
     client: reqwest::Client,
-}
-
-/// A response body is read up to this many bytes past `max_output_bytes` before it is refused.
-fn preview(body: &[u8]) -> String {
-    let text = String::from_utf8_lossy(&body[..body.len().min(300)]).into_owned();
-    text.trim().to_string()
+    url: String,
 }
 
 impl RemoteRunner {
+    pub fn new(client: reqwest::Client, url: String) -> RemoteRunner {
+        RemoteRunner { client, url }
+    }
+
     pub async fn run(
         &self,
         cfg: &WorkerConfig,
-        url: &str,
         doc: &TaskDocument,
         kill: &CancellationToken,
     ) -> Attempt {
@@ -34,7 +30,7 @@ impl RemoteRunner {
         let call = async {
             let resp = self
                 .client
-                .post(url)
+                .post(&self.url)
                 .header("X-Workerhost-Task-Id", &doc.id)
                 .json(doc)
                 .send()
@@ -57,7 +53,10 @@ impl RemoteRunner {
         let outcome = match answer {
             Err(_) => Outcome::Timeout { by_host: true },
             Ok(Err(e)) => Outcome::Failed {
-                error: Value::String(format!("cannot reach remote worker: {}", e.without_url())),
+                error: ErrorField::Message(format!(
+                    "cannot reach remote worker: {}",
+                    e.without_url()
+                )),
                 retriable: true,
             },
             Ok(Ok((_, None))) => Outcome::ProtocolError {
@@ -66,38 +65,8 @@ impl RemoteRunner {
                     cfg.max_output_bytes
                 ),
             },
-            Ok(Ok((status, Some(body)))) => classify(status, &body),
+            Ok(Ok((status, Some(body)))) => classify::of_http(status, &body),
         };
         Attempt::ended(outcome, started, String::new(), None)
-    }
-}
-
-fn classify(status: reqwest::StatusCode, body: &[u8]) -> Outcome {
-    let parsed = parse_result(body);
-    let error_of = |fallback: String| match &parsed {
-        Ok(r) => r
-            .error
-            .as_ref()
-            .and_then(|e| serde_json::to_value(e).ok())
-            .unwrap_or(Value::String(fallback)),
-        Err(_) => Value::String(fallback),
-    };
-    if !status.is_success() {
-        let fallback = format!("HTTP {status}: {}", preview(body));
-        return Outcome::Failed {
-            retriable: !status.is_client_error(),
-            error: error_of(fallback),
-        };
-    }
-    let error = error_of("success: false without an error".into());
-    match parsed {
-        Ok(r) if r.success => Outcome::Succeeded {
-            result: r.result.unwrap_or(Value::Null),
-        },
-        Ok(r) => Outcome::Failed {
-            retriable: r.is_retriable(),
-            error,
-        },
-        Err(reason) => Outcome::ProtocolError { reason },
     }
 }

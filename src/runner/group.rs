@@ -1,0 +1,97 @@
+//! Processes in their own process group: the one place that starts a worker (or an observer's command)
+//! so that it can be stopped together with everything it started, and that stops it.
+//!
+//! Spawn mode, pool mode and the command observer all start through [`start`] and stop through
+//! [`Group::stop`] (SIGTERM, a grace period, SIGKILL) or [`Group::kill`] (SIGKILL at once).
+
+use nix::errno::Errno;
+use nix::sys::signal::{Signal, killpg};
+use nix::unistd::Pid;
+use std::sync::OnceLock;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::{Duration, Instant};
+use tokio::process::{Child, Command};
+
+/// The process group a started child leads (its pgid is its pid).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Group(Pid);
+
+impl Group {
+    /// Sends `sig` to every process of the group. An empty group (ESRCH) is not an error.
+    pub fn signal(self, sig: Signal) {
+        let _ = killpg(self.0, sig);
+    }
+
+    /// SIGKILL to the whole group, at once.
+    pub fn kill(self) {
+        self.signal(Signal::SIGKILL);
+    }
+
+    /// SIGTERM to the group, up to `grace` for the leader and the rest of the group to go, then SIGKILL
+    /// to whatever is left; the leader is reaped either way.
+    pub async fn stop(self, child: &mut Child, grace: Duration) {
+        self.signal(Signal::SIGTERM);
+        let deadline = Instant::now() + grace;
+        let mut leader_done = false;
+        while Instant::now() < deadline {
+            if !leader_done {
+                leader_done = matches!(child.try_wait(), Ok(Some(_)));
+            }
+            // Once the leader is reaped, an empty group answers ESRCH.
+            if leader_done && killpg(self.0, None) == Err(Errno::ESRCH) {
+                return;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        self.kill();
+        let _ = child.wait().await;
+    }
+}
+
+/// Starts closer together than this go to the blocking pool.
+const CLOSE_STARTS: Duration = Duration::from_millis(2);
+
+/// A process that could not be started.
+#[derive(Debug, thiserror::Error)]
+#[error("cannot start {program}: {source}")]
+pub struct StartError {
+    pub program: String,
+    #[source]
+    pub source: std::io::Error,
+}
+
+/// Starts `cmd` as the leader of a new process group (killed on drop), and returns it with its group.
+///
+/// Starting a process blocks the calling thread until the child has exec'd (vfork semantics: 0.1-0.5 ms
+/// here). When starts are rare (an idle host, slow workers) that happens right here, which saves two
+/// thread switches (CPU and latency); when they follow each other closely it happens on the blocking
+/// pool, so that the runtime's thread is not held up for a large share of its time.
+pub async fn start(mut cmd: Command) -> Result<(Child, Group), StartError> {
+    cmd.process_group(0).kill_on_drop(true);
+    let program = cmd.as_std().get_program().to_string_lossy().into_owned();
+    spawn(cmd)
+        .await
+        .map_err(|source| StartError { program, source })
+}
+
+async fn spawn(mut cmd: Command) -> std::io::Result<(Child, Group)> {
+    static BASE: OnceLock<Instant> = OnceLock::new();
+    static LAST_US: AtomicU64 = AtomicU64::new(0);
+    let now = BASE.get_or_init(Instant::now).elapsed();
+    let now_us = u64::try_from(now.as_micros()).unwrap_or(u64::MAX);
+    let last_us = LAST_US.swap(now_us, Ordering::Relaxed);
+    let child = if now_us.saturating_sub(last_us) >= CLOSE_STARTS.as_micros() as u64 {
+        cmd.spawn()?
+    } else {
+        match tokio::task::spawn_blocking(move || cmd.spawn()).await {
+            Ok(r) => r?,
+            Err(e) => return Err(std::io::Error::other(e)),
+        }
+    };
+    let group = child
+        .id()
+        .and_then(|id| i32::try_from(id).ok())
+        .map(|id| Group(Pid::from_raw(id)))
+        .ok_or_else(|| std::io::Error::other("the process exited before it could be tracked"))?;
+    Ok((child, group))
+}
