@@ -9,6 +9,7 @@ pub mod config;
 pub mod host;
 pub mod http;
 pub mod metrics;
+pub mod notify;
 pub mod observers;
 pub mod probe;
 pub mod proxy;

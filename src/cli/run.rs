@@ -187,7 +187,12 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
         config_path.to_path_buf(),
         s.concurrency,
     ));
+    let watchdog = CancellationToken::new();
+    workerhost::notify::spawn_watchdog(watchdog.clone());
+    workerhost::notify::ready();
     host.run(stop, kill).await;
+    workerhost::notify::stopping();
+    watchdog.cancel();
     signals.abort();
     http_stop.cancel();
     if let Some(server) = server {
@@ -233,7 +238,9 @@ async fn handle_signals(
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
             _ = hup.recv() => {
+                workerhost::notify::reloading();
                 reload(&registry, &config_path, concurrency);
+                workerhost::notify::ready();
                 continue;
             }
         };
@@ -243,6 +250,7 @@ async fn handle_signals(
                 signal = name,
                 "stopping: no new tasks; in-flight tasks may finish (send again to stop at once)"
             );
+            workerhost::notify::stopping();
             stop.cancel();
         } else {
             tracing::warn!(

@@ -164,6 +164,9 @@ fn deploy_files_parse_and_use_only_flags_that_exist() {
     for unit in ["workerhost.service", "workerhost@.service"] {
         let u = read(unit);
         assert!(u.lines().any(|l| l == "Restart=on-failure"), "{unit}");
+        // The host speaks sd_notify (READY, RELOADING, STOPPING, WATCHDOG): see tests/ops/systemd.rs.
+        assert!(u.lines().any(|l| l == "Type=notify"), "{unit}");
+        assert!(u.lines().any(|l| l.starts_with("WatchdogSec=")), "{unit}");
         assert!(
             u.lines().any(|l| l == "ExecReload=/bin/kill -HUP $MAINPID"),
             "{unit}"

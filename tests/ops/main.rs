@@ -10,6 +10,7 @@ mod prom;
 mod reload;
 #[path = "../support/mod.rs"]
 mod support;
+mod systemd;
 
 use std::path::PathBuf;
 use std::process::Child;
