@@ -101,6 +101,11 @@ impl Host {
         }
     }
 
+    /// The task manager, shared with the scheduler (which enqueues schedule ticks through it).
+    pub fn source(&self) -> Arc<Source> {
+        self.source.clone()
+    }
+
     /// A handle that swaps the registry (SIGHUP). In-flight tasks keep the worker they started with.
     pub fn registry_handle(&self) -> Arc<RwLock<Arc<Registry>>> {
         self.registry.clone()

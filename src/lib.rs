@@ -15,6 +15,7 @@ pub mod probe;
 pub mod proxy;
 pub mod registry;
 pub mod runner;
+pub mod schedule;
 pub mod settings;
 pub mod source;
 pub mod stats;

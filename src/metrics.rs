@@ -44,6 +44,7 @@ pub struct Metrics {
     /// The same count under the name the HTTP task manager's users know it by (a lost claim).
     lost_claims: IntCounter,
     hook_events: IntCounterVec,
+    schedule_ticks: IntCounterVec,
     hooks: Vec<(String, Arc<HookCounters>)>,
 }
 
@@ -109,6 +110,11 @@ impl Metrics {
                 "Events handled by the configured observer hooks, by hook and result (delivered, failed, dropped).",
                 &["observer", "result"],
             )?,
+            schedule_ticks: counter_vec(
+                "workerhost_schedule_ticks_total",
+                "Schedule ticks this host handled, by schedule and result (enqueued; already_enqueued: another host had; failed).",
+                &["schedule", "result"],
+            )?,
             hooks,
         };
         let build = IntGaugeVec::new(
@@ -129,6 +135,7 @@ impl Metrics {
         r.register(Box::new(m.lost_leases.clone()))?;
         r.register(Box::new(m.lost_claims.clone()))?;
         r.register(Box::new(m.hook_events.clone()))?;
+        r.register(Box::new(m.schedule_ticks.clone()))?;
         r.register(Box::new(build))?;
         // The standard `process_*` family (CPU seconds, resident memory, open fds, start time) that
         // dashboards and alerts expect from any exporter; read from /proc at scrape time.
@@ -142,6 +149,13 @@ impl Metrics {
     /// `WorkerStats::restarts`, whichever of the two is ahead.)
     pub fn worker_restarted(&self, worker: &str) {
         self.restarts.with_label_values(&[worker]).inc();
+    }
+
+    /// Counts one schedule tick this host handled.
+    pub fn schedule_tick(&self, schedule: &str, result: crate::schedule::TickResult) {
+        self.schedule_ticks
+            .with_label_values(&[schedule, result.as_str()])
+            .inc();
     }
 
     /// The text exposition, with the gauges brought up to date from the host's state.

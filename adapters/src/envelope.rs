@@ -1,9 +1,11 @@
 //! The documents every adapter moves: the task envelope in, the result document out.
 
+use crate::time::{Stamp, parse_rfc3339};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
-/// A task as every task manager carries it: `{"id", "type", "params", "correlation_id"?}`.
+/// A task as every task manager carries it: `{"id", "type", "params", "correlation_id"?, "run_at"?,
+/// "priority"?}`, plus what a retry sent back through the queue carries (`attempts`, `last_error`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     pub id: String,
@@ -13,9 +15,52 @@ pub struct Envelope {
     pub params: Map<String, Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// Not started before this instant (RFC 3339 in the JSON); `None`: at once.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<Stamp>,
+    /// Higher runs first, where the task manager orders by it; default 0.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub priority: i32,
+    /// Attempts already made and recorded (a retry that went back to the task manager); 0 for a new task.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub attempts: u32,
+    /// The error of the last recorded attempt, kept while a retry waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
+}
+
+fn is_zero(n: &i32) -> bool {
+    *n == 0
+}
+
+fn is_zero_u32(n: &u32) -> bool {
+    *n == 0
 }
 
 impl Envelope {
+    /// A new task with no due time, priority 0 and no attempts yet.
+    pub fn new(
+        id: impl Into<String>,
+        task_type: impl Into<String>,
+        params: Map<String, Value>,
+    ) -> Envelope {
+        Envelope {
+            id: id.into(),
+            task_type: task_type.into(),
+            params,
+            correlation_id: None,
+            run_at: None,
+            priority: 0,
+            attempts: 0,
+            last_error: None,
+        }
+    }
+
+    /// Whether the task is not due yet at `now_ms`.
+    pub fn is_scheduled(&self, now_ms: i64) -> bool {
+        self.run_at.is_some_and(|t| t.0 > now_ms)
+    }
+
     /// Parses and validates a message body. The error says what is wrong, for the dead letter.
     pub fn parse(raw: &[u8]) -> Result<Envelope, String> {
         let v: Value =
@@ -52,11 +97,60 @@ impl Envelope {
             Some(Value::String(s)) => Some(s),
             Some(other) => Some(other.to_string()),
         };
+        let run_at = match m.remove("run_at") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => {
+                Some(parse_rfc3339(&s).map_err(|e| format!("task {id}: field `run_at`: {e}"))?)
+            }
+            Some(other) => {
+                return Err(format!(
+                    "task {id}: field `run_at` must be an RFC 3339 date-time string, not {other}"
+                ));
+            }
+        };
+        let priority = match m.remove("priority") {
+            None | Some(Value::Null) => 0,
+            Some(Value::Number(n)) => {
+                n.as_i64()
+                    .and_then(|p| i32::try_from(p).ok())
+                    .ok_or_else(|| {
+                        format!(
+                            "task {id}: field `priority` must be a whole number (32-bit), not {n}"
+                        )
+                    })?
+            }
+            Some(other) => {
+                return Err(format!(
+                    "task {id}: field `priority` must be a whole number, not {other}"
+                ));
+            }
+        };
+        let attempts = match m.remove("attempts") {
+            None | Some(Value::Null) => 0,
+            Some(Value::Number(n)) => n
+                .as_u64()
+                .and_then(|a| u32::try_from(a).ok())
+                .ok_or_else(|| format!("task {id}: field `attempts` must be a count, not {n}"))?,
+            Some(other) => {
+                return Err(format!(
+                    "task {id}: field `attempts` must be a count, not {other}"
+                ));
+            }
+        };
+        let last_error = match m.remove("last_error") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other) => Some(other.to_string()),
+        };
         Ok(Envelope {
             id,
             task_type,
             params,
             correlation_id,
+            run_at,
+            priority,
+            attempts,
+            last_error,
         })
     }
 }
@@ -154,6 +248,44 @@ mod tests {
                 .expect("valid")
                 .id,
             "42"
+        );
+    }
+
+    #[test]
+    fn run_at_and_priority_are_validated_by_name() {
+        let e = Envelope::parse(
+            br#"{"id":"1","type":"T","run_at":"2026-12-01T10:00:00Z","priority":5}"#,
+        )
+        .expect("valid");
+        assert_eq!(e.run_at, Some(Stamp(1_796_119_200_000)));
+        assert_eq!(e.priority, 5);
+        assert!(e.is_scheduled(0));
+        assert!(!e.is_scheduled(1_796_119_200_000));
+        let back = serde_json::to_value(&e).expect("serializes");
+        assert_eq!(back["run_at"], "2026-12-01T10:00:00.000Z");
+        assert_eq!(Envelope::from_value(back).expect("round trip"), e);
+        for (raw, field) in [
+            (r#"{"id":"1","type":"T","run_at":"soon"}"#, "`run_at`"),
+            (r#"{"id":"1","type":"T","run_at":17}"#, "`run_at`"),
+            (r#"{"id":"1","type":"T","priority":"high"}"#, "`priority`"),
+            (r#"{"id":"1","type":"T","priority":1.5}"#, "`priority`"),
+            (
+                r#"{"id":"1","type":"T","priority":99999999999}"#,
+                "`priority`",
+            ),
+            (r#"{"id":"1","type":"T","attempts":-1}"#, "`attempts`"),
+        ] {
+            let err = Envelope::parse(raw.as_bytes()).expect_err(raw);
+            assert!(
+                err.contains(field) && err.contains("task 1"),
+                "{raw}: {err}"
+            );
+        }
+        // a plain envelope serializes as before: no new fields appear
+        let plain = Envelope::new("2", "T", Map::new());
+        assert_eq!(
+            serde_json::to_string(&plain).expect("serializes"),
+            r#"{"id":"2","type":"T","params":{}}"#
         );
     }
 

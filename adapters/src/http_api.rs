@@ -312,12 +312,7 @@ impl HttpSource {
             .unwrap_or(type_name)
             .to_string();
         let envelope = params
-            .map(|params| Envelope {
-                id: id.clone(),
-                task_type,
-                params,
-                correlation_id: None,
-            })
+            .map(|params| Envelope::new(id.clone(), task_type, params))
             .map_err(|reason| Malformed {
                 raw,
                 reason: format!("task {id}: {reason}"),

@@ -16,6 +16,7 @@ use serde_json::{Map, Value};
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+pub mod capabilities;
 mod consume;
 pub mod envelope;
 /// The PrismQ TaskManager HTTP API.
@@ -30,13 +31,14 @@ mod source;
 pub mod sqlite;
 pub mod time;
 
+pub use capabilities::{Capabilities, TimeFlag, capabilities};
 pub use consume::{
     ClaimRequest, ClaimSlot, Consumer, Delivery, Lease, Malformed, RevokeReason, Revoked,
 };
 pub use envelope::{Envelope, ResultDocument, TaskStatus};
 pub use queue::Queue;
 pub use source::Source;
-pub use time::{Stamp, now_rfc3339, rfc3339_ms};
+pub use time::{Stamp, now_rfc3339, parse_rfc3339, rfc3339_ms, rfc3339_secs};
 
 /// Errors every adapter can return.
 #[derive(Debug, thiserror::Error)]

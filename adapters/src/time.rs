@@ -1,4 +1,5 @@
-//! Wall-clock timestamps as the result documents carry them (RFC 3339, UTC, milliseconds), without a date crate.
+//! Wall-clock timestamps as the result documents carry them (RFC 3339, UTC, milliseconds). Formatting is
+//! hand-made (it runs for every event); parsing what users and other programs send (`run_at`) uses `jiff`.
 
 /// Formats milliseconds since the Unix epoch as `YYYY-MM-DDTHH:MM:SS.mmmZ`.
 pub fn rfc3339_ms(ms: i64) -> String {
@@ -34,6 +35,32 @@ impl std::fmt::Display for Stamp {
 impl serde::Serialize for Stamp {
     fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
         s.serialize_str(&rfc3339_ms(self.0))
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for Stamp {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Stamp, D::Error> {
+        let s = String::deserialize(d)?;
+        parse_rfc3339(&s).map_err(serde::de::Error::custom)
+    }
+}
+
+/// Parses an RFC 3339 instant (`2026-12-01T10:00:00Z`, `2026-12-01T11:00:00.5+01:00`). The error says
+/// what was expected; callers add which field it was.
+pub fn parse_rfc3339(s: &str) -> Result<Stamp, String> {
+    let t: jiff::Timestamp = s.trim().parse().map_err(|e| {
+        format!("{s:?} is not an RFC 3339 date-time like 2026-12-01T10:00:00Z ({e})")
+    })?;
+    Ok(Stamp(t.as_millisecond()))
+}
+
+/// `YYYY-MM-DDTHH:MM:SSZ`: seconds precision, UTC, as schedule tick ids carry it.
+pub fn rfc3339_secs(ms: i64) -> String {
+    let full = rfc3339_ms(ms.div_euclid(1000) * 1000);
+    // `...:SS.000Z` -> `...:SSZ`
+    match full.strip_suffix(".000Z") {
+        Some(head) => format!("{head}Z"),
+        None => full,
     }
 }
 
@@ -80,6 +107,22 @@ mod tests {
             serde_json::to_string(&s).expect("serializes"),
             "\"2023-11-14T22:13:20.123Z\""
         );
+    }
+
+    #[test]
+    fn parses_rfc3339_with_offsets_and_names_bad_text() {
+        assert_eq!(
+            parse_rfc3339("2023-11-14T22:13:20.123Z"),
+            Ok(Stamp(1_700_000_000_123))
+        );
+        assert_eq!(
+            parse_rfc3339("2023-11-14T23:13:20.123+01:00"),
+            Ok(Stamp(1_700_000_000_123))
+        );
+        let e = parse_rfc3339("tomorrow").expect_err("not a date");
+        assert!(e.contains("RFC 3339"), "{e}");
+        assert!(parse_rfc3339("2023-11-14").is_err());
+        assert_eq!(rfc3339_secs(1_700_000_000_999), "2023-11-14T22:13:20Z");
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! The one-shot subcommands: check, submit, exec, workers, status.
 
-use super::{TaskArgs, Usage, load, parse_params};
+use super::{SubmitArgs, TaskArgs, Usage, load, parse_params};
 use std::path::Path;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
@@ -106,20 +106,21 @@ fn envelope(cfg_types: &[String], t: &TaskArgs, allow_unknown: bool) -> anyhow::
     if id.is_empty() {
         return Err(Usage("--id must not be empty".into()).into());
     }
-    Ok(Envelope {
+    Ok(Envelope::new(
         id,
-        task_type: t.task_type.clone(),
-        params: parse_params(t.params.as_deref())?,
-        correlation_id: None,
-    })
+        t.task_type.clone(),
+        parse_params(t.params.as_deref())?,
+    ))
 }
 
-pub async fn submit(path: &Path, t: TaskArgs) -> anyhow::Result<u8> {
+pub async fn submit(path: &Path, s: SubmitArgs) -> anyhow::Result<u8> {
     quiet_logging();
     let cfg = load(path)?;
     let registry = Registry::build(&cfg.workers, 1, cfg.host.kill_grace, None)
         .map_err(|e| Usage(e.to_string()))?;
-    let env = envelope(&registry.known_types(), &t, t.any_type)?;
+    let t = &s.task;
+    let mut env = envelope(&registry.known_types(), t, t.any_type)?;
+    super::when::apply(&s, cfg.task_manager.kind(), &mut env).map_err(Usage)?;
     let source = workerhost::source::open(&cfg, &unique_host_id("submit")).await?;
     match source.enqueue(&env).await {
         Ok(id) => {
@@ -212,4 +213,29 @@ pub async fn status(path: &Path, id: &str) -> anyhow::Result<u8> {
             Ok(1)
         }
     }
+}
+
+/// `workerhost schedules`: each schedule with its next three ticks (UTC, and in the schedule's zone).
+pub fn schedules(path: &Path) -> anyhow::Result<u8> {
+    let cfg = load(path)?;
+    if cfg.schedules.is_empty() {
+        println!("no schedules in {}", cfg.path.display());
+        return Ok(0);
+    }
+    let now = workerhost_adapters::now_ms();
+    for s in &cfg.schedules {
+        println!(
+            "{}  cron {:?}  timezone {}  type {}",
+            s.name, s.cron_text, s.timezone_name, s.task_type
+        );
+        for t in s.next_ticks(now, 3) {
+            println!(
+                "    {}  ({})  id {}",
+                workerhost_adapters::rfc3339_secs(t),
+                s.local(t),
+                s.tick_id(t)
+            );
+        }
+    }
+    Ok(0)
 }

@@ -4,6 +4,7 @@
 mod commands;
 mod docs;
 mod run;
+mod when;
 
 use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
@@ -41,7 +42,7 @@ pub enum Command {
     /// Validate the config, probe every worker, connect to the task manager.
     Check,
     /// Enqueue a task; prints its id.
-    Submit(TaskArgs),
+    Submit(SubmitArgs),
     /// Run one task through the proxy without a queue; print the result document; exit with its code.
     Exec(TaskArgs),
     /// List the worker registry.
@@ -61,6 +62,8 @@ pub enum Command {
         /// A subcommand's own page (workerhost-SUB(1)).
         subcommand: Option<String>,
     },
+    /// List the configured schedules with their next three ticks.
+    Schedules,
 }
 
 #[derive(Debug, Args, Default, Clone, PartialEq)]
@@ -100,6 +103,27 @@ pub struct TaskArgs {
     pub any_type: bool,
 }
 
+/// `submit`: a task, and when (and how urgently) it should run.
+#[derive(Debug, Args, Clone)]
+pub struct SubmitArgs {
+    #[command(flatten)]
+    pub task: TaskArgs,
+    /// Run it no sooner than this long from now: 30s, 5m, 2h, 1d (or plain seconds).
+    #[arg(
+        long,
+        value_name = "30s|5m|2h",
+        allow_hyphen_values = true,
+        conflicts_with = "at"
+    )]
+    pub delay: Option<String>,
+    /// Run it no sooner than this instant (RFC 3339, e.g. 2026-12-01T10:00:00Z).
+    #[arg(long, value_name = "RFC3339", allow_hyphen_values = true)]
+    pub at: Option<String>,
+    /// Higher runs first (default 0).
+    #[arg(long, value_name = "N", allow_hyphen_values = true)]
+    pub priority: Option<i32>,
+}
+
 /// A failure that maps to exit code 2.
 #[derive(Debug, thiserror::Error)]
 #[error("{0}")]
@@ -122,6 +146,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Some(Command::Status { id }) => commands::status(&config_path, &id).await,
         Some(Command::Completions { shell }) => docs::completions(shell),
         Some(Command::Man { subcommand }) => docs::man(subcommand.as_deref()),
+        Some(Command::Schedules) => commands::schedules(&config_path),
     };
     match result {
         Ok(code) => code,

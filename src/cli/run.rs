@@ -179,11 +179,28 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
             http_stop.clone(),
         ))
     });
+    let (schedules_tx, schedules_rx) = tokio::sync::watch::channel(Arc::new(cfg.schedules.clone()));
+    if !cfg.schedules.is_empty()
+        && !matches!(cfg.task_manager.kind(), "sqlite" | "redis" | "postgres")
+    {
+        tracing::warn!(
+            task_manager = cfg.task_manager.kind(),
+            "this task manager does not refuse duplicate task ids: every host with these schedules enqueues each tick; run them on one host only"
+        );
+    }
+    let scheduler = tokio::spawn(workerhost::schedule::run(
+        host.source(),
+        schedules_rx,
+        stop.clone(),
+    ));
     let signals = tokio::spawn(handle_signals(
         stop.clone(),
         kill.clone(),
         forced.clone(),
-        host.registry_handle(),
+        Reloadable {
+            registry: host.registry_handle(),
+            schedules: schedules_tx,
+        },
         config_path.to_path_buf(),
         s.concurrency,
     ));
@@ -194,6 +211,7 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     workerhost::notify::stopping();
     watchdog.cancel();
     signals.abort();
+    scheduler.abort();
     http_stop.cancel();
     if let Some(server) = server {
         match tokio::time::timeout(Duration::from_secs(2), server).await {
@@ -216,11 +234,17 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
+/// What SIGHUP reloads: the worker registry and the schedules.
+struct Reloadable {
+    registry: Arc<std::sync::RwLock<Arc<Registry>>>,
+    schedules: tokio::sync::watch::Sender<workerhost::schedule::Schedules>,
+}
+
 async fn handle_signals(
     stop: CancellationToken,
     kill: CancellationToken,
     forced: Arc<AtomicBool>,
-    registry: Arc<std::sync::RwLock<Arc<Registry>>>,
+    reloadable: Reloadable,
     config_path: std::path::PathBuf,
     concurrency: usize,
 ) {
@@ -239,7 +263,7 @@ async fn handle_signals(
             _ = int.recv() => "SIGINT",
             _ = hup.recv() => {
                 workerhost::notify::reloading();
-                reload(&registry, &config_path, concurrency);
+                reload(&reloadable, &config_path, concurrency);
                 workerhost::notify::ready();
                 continue;
             }
@@ -264,16 +288,17 @@ async fn handle_signals(
     }
 }
 
-/// SIGHUP: re-reads the config and swaps the worker registry. An invalid config keeps the old registry.
-fn reload(registry: &std::sync::RwLock<Arc<Registry>>, path: &Path, concurrency: usize) {
+/// SIGHUP: re-reads the config and swaps the worker registry and the schedules. An invalid config keeps
+/// both as they were.
+fn reload(r: &Reloadable, path: &Path, concurrency: usize) {
     let cfg = match workerhost::config::load(path) {
         Ok(c) => c,
         Err(e) => {
-            tracing::error!("reload rejected, keeping the current workers: {e}");
+            tracing::error!("reload rejected, keeping the current workers and schedules: {e}");
             return;
         }
     };
-    let Ok(mut guard) = registry.write() else {
+    let Ok(mut guard) = r.registry.write() else {
         return;
     };
     match Registry::build(&cfg.workers, concurrency, cfg.host.kill_grace, Some(&guard)) {
@@ -287,6 +312,9 @@ fn reload(registry: &std::sync::RwLock<Arc<Registry>>, path: &Path, concurrency:
                 "worker registry reloaded: removed workers finish their in-flight tasks and take no more (host, task manager and observer settings apply at restart)"
             );
             *guard = Arc::new(new);
+            let names: Vec<&str> = cfg.schedules.iter().map(|s| s.name.as_str()).collect();
+            tracing::info!(schedules = %names.join(", "), "schedules reloaded");
+            r.schedules.send_replace(Arc::new(cfg.schedules.clone()));
         }
         Err(e) => tracing::error!("reload rejected, keeping the current workers: {e}"),
     }

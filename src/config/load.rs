@@ -14,6 +14,7 @@
 //! - An observer's `timeout` defaults to 10 seconds.
 
 mod fields;
+mod schedules;
 mod worker;
 
 use super::expand::{Env, expand_tree};
@@ -31,6 +32,7 @@ const TOP_KEYS: &[&str] = &[
     "defaults",
     "workers",
     "observers",
+    "schedules",
 ];
 const HOST_KEYS: &[&str] = &[
     "id",
@@ -161,6 +163,7 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<Config, ConfigError
     let defaults = worker::defaults(&mut ctx, root, tm_max_deliveries);
     let workers = worker::workers(&mut ctx, root, &defaults);
     let observers = observers(&mut ctx, root);
+    let schedules = schedules::schedules(&mut ctx, root);
     if !ctx.problems.is_empty() {
         let mut problems = ctx.problems;
         problems.sort_by_key(|p| p.line.unwrap_or(0));
@@ -173,6 +176,7 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<Config, ConfigError
         task_manager,
         workers,
         observers,
+        schedules,
     })
 }
 

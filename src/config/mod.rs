@@ -4,6 +4,7 @@
 mod expand;
 mod load;
 mod locate;
+pub mod schedule;
 #[cfg(test)]
 mod tests;
 
@@ -13,6 +14,7 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 pub use load::{load, load_str};
+pub use schedule::ScheduleConfig;
 
 /// Every problem found in one config file. Displayed one problem a line, each naming file, line and field.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -61,6 +63,8 @@ pub struct Config {
     pub task_manager: TaskManagerConfig,
     pub workers: Vec<WorkerConfig>,
     pub observers: Vec<ObserverConfig>,
+    /// `schedules:` (section 7).
+    pub schedules: Vec<ScheduleConfig>,
 }
 
 /// `host:`. Fields that the command line and environment may also set are `Option` here: `None` means

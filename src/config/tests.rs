@@ -2,6 +2,7 @@ use super::*;
 use std::path::Path;
 
 mod paths_env;
+mod schedules;
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let pairs: Vec<(String, String)> = pairs

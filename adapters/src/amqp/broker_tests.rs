@@ -116,12 +116,7 @@ fn req(n: usize) -> ClaimRequest {
 }
 
 fn envelope(id: &str) -> Envelope {
-    Envelope {
-        id: id.into(),
-        task_type: "T".into(),
-        params: Map::new(),
-        correlation_id: None,
-    }
+    Envelope::new(id, "T", Map::new())
 }
 
 fn doc(id: &str, status: &str) -> ResultDocument {

@@ -55,10 +55,8 @@ pub(super) fn envelope(
     let reason = match parsed {
         Ok(Value::Object(params)) if !id.is_empty() && !task_type.is_empty() => {
             return Ok(Envelope {
-                id,
-                task_type,
-                params,
                 correlation_id,
+                ..Envelope::new(id, task_type, params)
             });
         }
         Ok(Value::Object(_)) => format!("task {id:?}: `id` and `type` must be non-empty"),

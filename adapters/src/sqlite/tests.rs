@@ -34,13 +34,7 @@ fn raw_error(dir: &TempDir, id: &str) -> String {
 
 fn env(id: &str, ty: &str) -> Envelope {
     let params = json!({ "n": id }).as_object().cloned().unwrap_or_default();
-    let (id, task_type) = (id.into(), ty.into());
-    Envelope {
-        id,
-        task_type,
-        params,
-        correlation_id: None,
-    }
+    Envelope::new(id, ty, params)
 }
 
 fn req(slots: &[(&[&str], usize)]) -> ClaimRequest {
