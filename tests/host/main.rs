@@ -12,3 +12,4 @@ mod sdk;
 mod shutdown;
 #[path = "../support/mod.rs"]
 mod support;
+mod wheel;
