@@ -101,7 +101,7 @@ impl Host {
         }
     }
 
-    /// The task manager, shared with the scheduler (which enqueues schedule ticks through it).
+    /// The task manager, shared with the scheduler (schedule ticks) and the HTTP operations.
     pub fn source(&self) -> Arc<Source> {
         self.source.clone()
     }

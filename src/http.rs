@@ -2,7 +2,9 @@
 //! status page at `/`. Read-only views of the host's state. With a token, everything but `/health` wants
 //! `Authorization: Bearer <token>` (or `?token=<token>`, for the status page in a browser).
 
+mod ops;
 mod page;
+mod page_ops;
 
 use crate::host::HostState;
 use crate::metrics::Metrics;
@@ -13,7 +15,7 @@ use axum::extract::{Path, Request, State};
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{Html, IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use serde_json::{Value, json};
 use std::sync::atomic::Ordering;
@@ -32,6 +34,11 @@ pub struct HttpState {
     pub task_manager: String,
     /// Bearer token for everything but `/health`.
     pub token: Option<String>,
+    /// The task manager, for the operations (cancel, retry, pause) and the page's queue views.
+    pub source: Arc<workerhost_adapters::Source>,
+    pub depth: Arc<crate::depth::DepthSampler>,
+    /// Whether the listener is on a loopback address (without a token, the POSTs are served only then).
+    pub loopback: bool,
 }
 
 impl HttpState {
@@ -67,6 +74,15 @@ pub fn router(state: Shared) -> Router {
         .route("/workers", get(workers))
         .route("/workers/{name}/health", get(worker_health))
         .route("/metrics", get(metrics))
+        .route("/queue", get(ops::queue))
+        .merge(
+            Router::new()
+                .route("/tasks/{id}/cancel", post(ops::cancel))
+                .route("/dead/{id}/retry", post(ops::retry))
+                .route("/types/{type}/pause", post(ops::pause))
+                .route("/types/{type}/resume", post(ops::resume))
+                .route_layer(middleware::from_fn_with_state(state.clone(), ops::guard)),
+        )
         .route_layer(middleware::from_fn_with_state(state.clone(), auth));
     Router::new()
         .route("/health", get(health))
@@ -225,6 +241,14 @@ async fn worker_health(State(s): State<Shared>, Path(name): Path<String>) -> Res
 }
 
 async fn metrics(State(s): State<Shared>) -> Response {
+    let known = s.registry().known_types();
+    match s.depth.get(crate::depth::METRICS_MAX_AGE, &known).await {
+        Ok(d) => s.metrics.set_queue(&d),
+        Err(crate::depth::DepthError::NotSupported(_)) => {}
+        Err(crate::depth::DepthError::Failed(e)) => {
+            tracing::debug!(error = %e, "queue depth not sampled; the queue gauges keep their last values")
+        }
+    }
     match s.metrics.render(&s.host, &s.registry()) {
         Ok(text) => (
             [(
@@ -246,5 +270,6 @@ async fn status_page(State(s): State<Shared>, req: Request) -> Html<String> {
         .and_then(|q| q.split('&').find(|kv| kv.starts_with("token=")))
         .map(|kv| format!("?{kv}"))
         .unwrap_or_default();
-    Html(page::render(&s, &s.registry(), &token_query))
+    let view = page_ops::gather(&s, req.uri().query()).await;
+    Html(page::render(&s, &s.registry(), &token_query, &view))
 }

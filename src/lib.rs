@@ -6,6 +6,7 @@
 //! settling) → [`proxy`] (retries) → [`runner`] (one attempt in a process) → [`observers`].
 
 pub mod config;
+pub mod depth;
 pub mod host;
 pub mod http;
 pub mod metrics;

@@ -8,12 +8,13 @@ use crate::host::HostState;
 use crate::observers::{Event, EventKind, Observer};
 use crate::registry::Registry;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    TextEncoder,
+    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, TextEncoder,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
+use workerhost_adapters::ops::TypeDepth;
 
 /// Buckets of `workerhost_task_duration_seconds`: 5 ms to an hour.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -46,6 +47,8 @@ pub struct Metrics {
     hook_events: IntCounterVec,
     schedule_ticks: IntCounterVec,
     hooks: Vec<(String, Arc<HookCounters>)>,
+    queue_tasks: IntGaugeVec,
+    queue_oldest: GaugeVec,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -116,6 +119,20 @@ impl Metrics {
                 &["schedule", "result"],
             )?,
             hooks,
+            queue_tasks: IntGaugeVec::new(
+                Opts::new(
+                    "workerhost_queue_tasks",
+                    "Tasks in the task manager by type and state (queued, scheduled, running, dead), sampled at most every 5 s.",
+                ),
+                &["type", "state"],
+            )?,
+            queue_oldest: GaugeVec::new(
+                Opts::new(
+                    "workerhost_queue_oldest_seconds",
+                    "Age of the oldest due queued task by type (0 when none is queued), sampled at most every 5 s.",
+                ),
+                &["type"],
+            )?,
         };
         let build = IntGaugeVec::new(
             Opts::new(
@@ -136,6 +153,8 @@ impl Metrics {
         r.register(Box::new(m.lost_claims.clone()))?;
         r.register(Box::new(m.hook_events.clone()))?;
         r.register(Box::new(m.schedule_ticks.clone()))?;
+        r.register(Box::new(m.queue_tasks.clone()))?;
+        r.register(Box::new(m.queue_oldest.clone()))?;
         r.register(Box::new(build))?;
         // The standard `process_*` family (CPU seconds, resident memory, open fds, start time) that
         // dashboards and alerts expect from any exporter; read from /proc at scrape time.
@@ -156,6 +175,27 @@ impl Metrics {
         self.schedule_ticks
             .with_label_values(&[schedule, result.as_str()])
             .inc();
+    }
+
+    /// Sets the queue gauges from a depth sample (types gone from the sample are dropped).
+    pub fn set_queue(&self, depth: &[TypeDepth]) {
+        self.queue_tasks.reset();
+        self.queue_oldest.reset();
+        for d in depth {
+            let t = d.task_type.as_str();
+            for (state, n) in [
+                ("queued", d.queued),
+                ("scheduled", d.scheduled),
+                ("running", d.running),
+                ("dead", d.dead),
+            ] {
+                let n = i64::try_from(n).unwrap_or(i64::MAX);
+                self.queue_tasks.with_label_values(&[t, state]).set(n);
+            }
+            self.queue_oldest
+                .with_label_values(&[t])
+                .set(d.oldest_seconds.unwrap_or(0.0));
+        }
     }
 
     /// The text exposition, with the gauges brought up to date from the host's state.

@@ -22,6 +22,7 @@ pub mod envelope;
 /// The PrismQ TaskManager HTTP API.
 #[cfg(feature = "http")]
 pub mod http_api;
+pub mod ops;
 mod queue;
 /// Redis streams (the module is not called `redis`, which would shadow the `redis` crate).
 #[cfg(feature = "redis")]

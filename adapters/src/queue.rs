@@ -1,6 +1,7 @@
 //! The queue side of a task manager: what `workerhost submit`, `workerhost status` and the operations
 //! endpoints need ([`Queue`]). A host that only consumes never calls these.
 
+use crate::ops::{Cancelled, DeadFilter, DeadLetter, DeadSelection, OpsError, TypeDepth};
 use crate::{AdapterError, Envelope, TaskStatus};
 use std::future::Future;
 
@@ -24,4 +25,51 @@ pub trait Queue: Send + Sync {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<TaskStatus>, AdapterError>> + Send;
+
+    // The operations of SPEC section 8 (see [`crate::ops`]); each defaults to "not supported".
+
+    /// Cancels a queued, scheduled or running task; a finished one is [`OpsError::Finished`].
+    fn cancel(&self, _id: &str) -> impl Future<Output = Result<Cancelled, OpsError>> + Send {
+        async move { Err(OpsError::not_supported("cancel")) }
+    }
+
+    /// Dead letters, newest first.
+    fn dead_list(
+        &self,
+        _filter: &DeadFilter,
+    ) -> impl Future<Output = Result<Vec<DeadLetter>, OpsError>> + Send {
+        async move { Err(OpsError::not_supported("dead list")) }
+    }
+
+    /// Puts dead letters back in the queue (same id and params, attempts reset); returns how many.
+    fn dead_retry(
+        &self,
+        _which: &DeadSelection,
+    ) -> impl Future<Output = Result<u64, OpsError>> + Send {
+        async move { Err(OpsError::not_supported("dead retry")) }
+    }
+
+    /// Removes dead letters; returns how many.
+    fn dead_purge(
+        &self,
+        _filter: &DeadFilter,
+    ) -> impl Future<Output = Result<u64, OpsError>> + Send {
+        async move { Err(OpsError::not_supported("dead purge")) }
+    }
+
+    /// Per task type: queued, scheduled, running, dead, paused and the oldest due task's age. One cheap
+    /// query: the host samples it for the gauges.
+    fn depth(&self) -> impl Future<Output = Result<Vec<TypeDepth>, OpsError>> + Send {
+        async move { Err(OpsError::not_supported("queue")) }
+    }
+
+    /// Pauses (`true`) or resumes a task type for every host sharing this task manager.
+    fn set_paused(
+        &self,
+        _task_type: &str,
+        paused: bool,
+    ) -> impl Future<Output = Result<(), OpsError>> + Send {
+        let verb = if paused { "pause" } else { "resume" };
+        async move { Err(OpsError::not_supported(verb)) }
+    }
 }

@@ -20,6 +20,7 @@
 //!   which `status` uses to tell queued from running; tasks added by hand have no index entry and show in
 //!   `status` only once they have a result.
 
+mod ops;
 mod parse;
 mod scripts;
 mod status;

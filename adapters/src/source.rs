@@ -4,7 +4,7 @@
 
 use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
-    Revoked, TaskStatus,
+    Revoked, TaskStatus, ops,
 };
 use std::time::Duration;
 
@@ -88,5 +88,23 @@ impl Queue for Source {
     }
     async fn status(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
         dispatch!(self, s => s.status(id).await)
+    }
+    async fn cancel(&self, id: &str) -> Result<ops::Cancelled, ops::OpsError> {
+        dispatch!(self, s => s.cancel(id).await)
+    }
+    async fn dead_list(&self, f: &ops::DeadFilter) -> Result<Vec<ops::DeadLetter>, ops::OpsError> {
+        dispatch!(self, s => s.dead_list(f).await)
+    }
+    async fn dead_retry(&self, which: &ops::DeadSelection) -> Result<u64, ops::OpsError> {
+        dispatch!(self, s => s.dead_retry(which).await)
+    }
+    async fn dead_purge(&self, f: &ops::DeadFilter) -> Result<u64, ops::OpsError> {
+        dispatch!(self, s => s.dead_purge(f).await)
+    }
+    async fn depth(&self) -> Result<Vec<ops::TypeDepth>, ops::OpsError> {
+        dispatch!(self, s => s.depth().await)
+    }
+    async fn set_paused(&self, task_type: &str, paused: bool) -> Result<(), ops::OpsError> {
+        dispatch!(self, s => s.set_paused(task_type, paused).await)
     }
 }

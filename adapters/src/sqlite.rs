@@ -22,6 +22,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+mod ops;
 mod rows;
 mod serial;
 #[cfg(test)]

@@ -1,8 +1,13 @@
 //! Subcommands. Each returns the process exit code: 0 clean, 1 runtime failure, 2 bad usage or invalid
 //! config, 130 after a second signal (`exec`: the protocol code of the final outcome).
 
+mod cancel;
 mod commands;
+mod dead;
 mod docs;
+mod operate;
+mod pause;
+mod queue;
 mod run;
 mod when;
 
@@ -64,6 +69,29 @@ pub enum Command {
     },
     /// List the configured schedules with their next three ticks.
     Schedules,
+    /// Cancel a queued, scheduled or running task (a finished one is left as it is: exit 1).
+    Cancel {
+        /// The task id.
+        id: String,
+    },
+    /// Dead letters: list, retry, purge.
+    #[command(subcommand)]
+    Dead(dead::DeadCommand),
+    /// Queue depth per task type: queued, scheduled, running, dead, paused, oldest due age.
+    Queue {
+        #[arg(long)]
+        json: bool,
+    },
+    /// Stop every host from claiming a task type (running tasks finish).
+    Pause {
+        #[arg(value_name = "TYPE")]
+        task_type: String,
+    },
+    /// Let hosts claim a paused task type again.
+    Resume {
+        #[arg(value_name = "TYPE")]
+        task_type: String,
+    },
 }
 
 #[derive(Debug, Args, Default, Clone, PartialEq)]
@@ -147,6 +175,13 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Some(Command::Completions { shell }) => docs::completions(shell),
         Some(Command::Man { subcommand }) => docs::man(subcommand.as_deref()),
         Some(Command::Schedules) => commands::schedules(&config_path),
+        Some(Command::Cancel { id }) => cancel::cancel(&config_path, &id).await,
+        Some(Command::Dead(cmd)) => dead::dead(&config_path, cmd).await,
+        Some(Command::Queue { json }) => queue::queue(&config_path, json).await,
+        Some(Command::Pause { task_type }) => pause::set_paused(&config_path, &task_type, true).await,
+        Some(Command::Resume { task_type }) => {
+            pause::set_paused(&config_path, &task_type, false).await
+        }
     };
     match result {
         Ok(code) => code,

@@ -172,6 +172,9 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
             host_id: host_id.clone(),
             task_manager: cfg.task_manager.kind().to_string(),
             token: cfg.host.token.clone(),
+            source: host.source(),
+            depth: Arc::new(workerhost::depth::DepthSampler::new(host.source())),
+            loopback: l.local_addr().is_ok_and(|a| a.ip().is_loopback()),
         };
         tokio::spawn(workerhost::http::serve(
             l,

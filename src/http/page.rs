@@ -1,6 +1,7 @@
 //! The status page at `/`: server-rendered HTML, no script, no build step. It reloads itself every
 //! [`REFRESH_SECONDS`] seconds.
 
+use super::page_ops::{self, OpsView};
 use super::{HttpState, health_doc, worker_checks};
 use crate::registry::Registry;
 use std::fmt::Write;
@@ -49,8 +50,13 @@ pub fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
+/// A value in a URL query (`?msg=...`): like a path segment.
+pub fn query_escape(s: &str) -> String {
+    path_segment(s)
+}
+
 /// A worker name in a URL path (names may hold spaces or other reserved characters).
-fn path_segment(s: &str) -> String {
+pub fn path_segment(s: &str) -> String {
     let mut out = String::new();
     for b in s.bytes() {
         if b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_' | b'~') {
@@ -80,6 +86,12 @@ td.ts{white-space:nowrap}
 .muted{color:#6b7280}
 code{font-family:ui-monospace,monospace;font-size:12px}
 td code{white-space:nowrap}
+form.inline{display:inline;margin:0}
+button{font:inherit;font-size:12px;padding:1px 10px;border:1px solid #9aa3af;border-radius:4px;background:#fff;cursor:pointer}
+button.danger{border-color:#c24141;color:#9b1c1c}
+.message{background:#fff7d6;border:1px solid #e0c35a;padding:6px 10px;margin:12px 0 0}
+form.find{margin:12px 0 0}
+.found pre{background:#fff;padding:8px;box-shadow:0 1px 2px #0002;white-space:pre-wrap}
 ";
 
 fn badge(ok: bool, yes: &str, no: &str) -> String {
@@ -97,7 +109,7 @@ fn opt(s: &Option<String>) -> String {
 }
 
 /// The whole page. `token_query` (`?token=...` or empty) is kept on links.
-pub fn render(s: &HttpState, reg: &Registry, token_query: &str) -> String {
+pub fn render(s: &HttpState, reg: &Registry, token_query: &str, ops: &OpsView) -> String {
     let (_, health) = health_doc(s);
     let up = s.host.task_manager_up.load(Ordering::Relaxed);
     let mut h = String::with_capacity(8192);
@@ -117,6 +129,9 @@ pub fn render(s: &HttpState, reg: &Registry, token_query: &str) -> String {
         inflight = health["in_flight"],
         ver = env!("CARGO_PKG_VERSION"),
     );
+
+    page_ops::top(&mut h, ops, token_query);
+    page_ops::queue(&mut h, ops, token_query);
 
     h.push_str("<h2>Workers</h2><table id=\"workers\"><tr><th>name</th><th>kind</th><th>task types</th><th>health</th><th>in flight</th><th>succeeded</th><th>failed</th><th>last error</th><th>last success</th></tr>");
     for w in reg.workers() {
@@ -157,14 +172,15 @@ pub fn render(s: &HttpState, reg: &Registry, token_query: &str) -> String {
     h.push_str("</table>");
 
     let running = s.host.running_tasks();
-    h.push_str("<h2>In flight</h2><table id=\"in-flight\"><tr><th>task</th><th>type</th><th>worker</th><th>attempt</th><th>started</th><th>running for</th></tr>");
+    h.push_str("<h2>In flight</h2><table id=\"in-flight\"><tr><th>task</th><th>type</th><th>worker</th><th>attempt</th><th>started</th><th>running for</th><th></th></tr>");
     if running.is_empty() {
-        h.push_str("<tr><td colspan=\"6\" class=\"muted\">nothing running</td></tr>");
+        h.push_str("<tr><td colspan=\"7\" class=\"muted\">nothing running</td></tr>");
     }
     for t in &running {
         let _ = write!(
             h,
-            "<tr><td><code>{id}</code></td><td><code>{ty}</code></td><td>{w}</td><td class=\"num\">{a}</td><td class=\"ts\">{at}</td><td class=\"num\">{secs:.1} s</td></tr>",
+            "<tr><td><code>{id}</code></td><td><code>{ty}</code></td><td>{w}</td><td class=\"num\">{a}</td><td class=\"ts\">{at}</td><td class=\"num\">{secs:.1} s</td><td>{cancel}</td></tr>",
+            cancel = page_ops::cancel_button(&t.task_id, token_query),
             id = esc(&t.task_id),
             ty = esc(&t.task_type),
             w = esc(&t.worker),
@@ -175,6 +191,10 @@ pub fn render(s: &HttpState, reg: &Registry, token_query: &str) -> String {
     }
     h.push_str("</table>");
 
+    if page_ops::dead(&mut h, ops, token_query).is_some() {
+        h.push_str("</main></body></html>");
+        return h;
+    }
     let failures = s.board.recent_failures();
     h.push_str("<h2>Recent failures</h2><table id=\"failures\"><tr><th>at</th><th>task</th><th>type</th><th>worker</th><th>attempt</th><th>outcome</th><th>error</th></tr>");
     if failures.is_empty() {
