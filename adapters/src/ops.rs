@@ -107,6 +107,18 @@ pub enum DeadSelection {
     All(DeadFilter),
 }
 
+/// The row of `task_type` in `depth`, added (with zeros) if missing.
+pub fn row_of<'a>(depth: &'a mut Vec<TypeDepth>, task_type: &str) -> &'a mut TypeDepth {
+    let i = match depth.iter().position(|d| d.task_type == task_type) {
+        Some(i) => i,
+        None => {
+            depth.push(TypeDepth::new(task_type));
+            depth.len() - 1
+        }
+    };
+    &mut depth[i]
+}
+
 /// Adds a row for every type of `known` missing from `depth` and sorts by type, so every type of the
 /// config shows (with zeros) beside any other type that has tasks.
 pub fn with_known_types(mut depth: Vec<TypeDepth>, known: &[String]) -> Vec<TypeDepth> {

@@ -9,9 +9,10 @@
 //! Several processes may share the file (WAL journal, busy timeout). Each [`SqliteSource`] has one
 //! connection behind a mutex, used only from `spawn_blocking`.
 
+use crate::ops::{Cancelled, DeadFilter, DeadLetter, DeadSelection, OpsError, TypeDepth};
 use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
-    Revoked, TaskStatus, now_ms,
+    RevokeReason, Revoked, TaskStatus, now_ms,
 };
 use rows::{claim_tx, col, count, text};
 use rusqlite::types::Value as SqlValue;
@@ -30,7 +31,7 @@ mod tests;
 mod wake;
 
 /// `PRAGMA user_version` of the schema below.
-const SCHEMA_VERSION: i64 = 1;
+const SCHEMA_VERSION: i64 = 2;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Unknown task types are looked for at most this often.
 const SWEEP_EVERY_MS: i64 = 2_000;
@@ -45,7 +46,7 @@ CREATE TABLE IF NOT EXISTS tasks (
     params         TEXT NOT NULL DEFAULT '{}',
     correlation_id TEXT,
     status         TEXT NOT NULL DEFAULT 'queued'
-                   CHECK (status IN ('queued', 'running', 'succeeded', 'dead')),
+                   CHECK (status IN ('queued', 'scheduled', 'running', 'succeeded', 'dead', 'cancelled')),
     deliveries     INTEGER NOT NULL DEFAULT 0,
     lease_owner    TEXT,
     lease_until    INTEGER,
@@ -53,18 +54,48 @@ CREATE TABLE IF NOT EXISTS tasks (
     result         TEXT,
     error          TEXT,
     enqueued_at    INTEGER DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
-    finished_at    INTEGER
+    finished_at    INTEGER,
+    cancel_requested INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS tasks_claim ON tasks (status, type, seq);
+CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (status, finished_at);
+CREATE TABLE IF NOT EXISTS paused_types (
+    type      TEXT PRIMARY KEY,
+    paused_at INTEGER NOT NULL
+);
 ";
 
-const SELECT_QUEUED: &str =
-    "SELECT seq FROM tasks WHERE status = 'queued' AND type = ?1 ORDER BY seq LIMIT ?2";
+/// Version 1 to 2: statuses `scheduled` and `cancelled` (the CHECK constraint cannot be altered in
+/// place, so the table is copied), `cancel_requested`, the dead-letter index and `paused_types`.
+const MIGRATE_1_TO_2: &str = "
+ALTER TABLE tasks RENAME TO tasks_v1;
+DROP INDEX IF EXISTS tasks_claim;
+";
+const COPY_1_TO_2: &str = "
+INSERT INTO tasks (seq, id, type, params, correlation_id, status, deliveries, lease_owner, lease_until,
+                   lease_token, result, error, enqueued_at, finished_at)
+SELECT seq, id, type, params, correlation_id, status, deliveries, lease_owner, lease_until,
+       lease_token, result, error, enqueued_at, finished_at FROM tasks_v1;
+DROP TABLE tasks_v1;
+";
+
+/// Claims skip paused types (a primary-key probe of `paused_types`).
+const SELECT_QUEUED: &str = "SELECT seq FROM tasks WHERE status = 'queued' AND type = ?1
+     AND NOT EXISTS (SELECT 1 FROM paused_types WHERE paused_types.type = ?1) ORDER BY seq LIMIT ?2";
+/// A running task whose host died with a cancel pending is not run again (see `CANCEL_ORPHANS`).
 const SELECT_EXPIRED: &str = "SELECT seq FROM tasks WHERE status = 'running' AND type = ?1
-     AND (lease_until IS NULL OR lease_until < ?2) ORDER BY seq LIMIT ?3";
+     AND (lease_until IS NULL OR lease_until < ?2) AND cancel_requested = 0
+     AND NOT EXISTS (SELECT 1 FROM paused_types WHERE paused_types.type = ?1) ORDER BY seq LIMIT ?3";
 const TAKE: &str = "UPDATE tasks SET status = 'running', lease_owner = ?1, lease_until = ?2,
      deliveries = deliveries + 1, lease_token = lease_token + 1 WHERE seq = ?3
      RETURNING id, type, params, correlation_id, deliveries, lease_token";
+/// Running tasks with a cancel pending whose lease expired (their host died before it could stop them)
+/// become `cancelled` instead of running again. `?1` now (ms), `?2` now (RFC 3339), `?3` this host.
+const CANCEL_ORPHANS: &str = "UPDATE tasks SET status = 'cancelled', finished_at = ?1, lease_owner = NULL,
+     lease_until = NULL, result = json_object('id', id, 'type', type, 'status', 'cancelled',
+       'error', json_object('message', 'cancelled; its host was gone before it stopped the task', 'outcome', 'cancelled'),
+       'attempts', deliveries, 'host', ?3, 'started_at', ?2, 'finished_at', ?2, 'duration_ms', 0)
+     WHERE status = 'running' AND cancel_requested = 1 AND lease_until < ?1";
 /// Every fenced statement ends with this condition on `?1` id, `?2` owner, `?3` token.
 const FENCE: &str =
     "WHERE id = ?1 AND lease_owner = ?2 AND lease_token = ?3 AND status = 'running'";
@@ -151,6 +182,14 @@ impl SqliteSource {
         match version {
             0 => {
                 tx.execute_batch(SCHEMA).map_err(db)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(db)?;
+            }
+            1 => {
+                tracing::info!(path = %shown, "upgrading the sqlite schema from version 1 to 2");
+                tx.execute_batch(MIGRATE_1_TO_2).map_err(db)?;
+                tx.execute_batch(SCHEMA).map_err(db)?;
+                tx.execute_batch(COPY_1_TO_2).map_err(db)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(db)?;
             }
@@ -284,15 +323,24 @@ impl Consumer for SqliteSource {
         self.write(move |c| {
             let until = now_ms().saturating_add(lease_ms);
             let mut lost = Vec::new();
-            let sql = format!("UPDATE tasks SET lease_until = ?4 {FENCE}");
+            // A cancelled task's lease is renewed too: its host still settles it (as `cancelled`).
+            let sql =
+                format!("UPDATE tasks SET lease_until = ?4 {FENCE} RETURNING cancel_requested");
             let mut stmt = c.prepare_cached(&sql)?;
             for lease in leases {
-                let renewed = match lease.receipt.parse::<i64>() {
-                    Ok(token) => stmt.execute(params![lease.task_id, &*host, token, until])? > 0,
-                    Err(_) => false,
+                let renewed: Option<i64> = match lease.receipt.parse::<i64>() {
+                    Ok(token) => stmt
+                        .query_row(params![lease.task_id, &*host, token, until], |r| r.get(0))
+                        .optional()?,
+                    Err(_) => None,
                 };
-                if !renewed {
-                    lost.push(Revoked::lost(lease));
+                match renewed {
+                    None => lost.push(Revoked::lost(lease)),
+                    Some(0) => {}
+                    Some(_) => lost.push(Revoked {
+                        lease,
+                        reason: RevokeReason::Cancelled,
+                    }),
                 }
             }
             Ok(lost)
@@ -301,13 +349,13 @@ impl Consumer for SqliteSource {
     }
 
     async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
-        if doc.status != "succeeded" && doc.status != "dead" {
+        if !matches!(doc.status.as_str(), "succeeded" | "dead" | "cancelled") {
             return Err(AdapterError::Invalid(format!(
-                "task {}: a result's status is succeeded or dead, not {:?}",
+                "task {}: a result's status is succeeded, dead or cancelled, not {:?}",
                 lease.task_id, doc.status
             )));
         }
-        let error = if doc.succeeded() {
+        let error = if doc.status != "dead" {
             None
         } else {
             doc.error_message()
@@ -358,6 +406,25 @@ impl Consumer for SqliteSource {
 }
 
 impl Queue for SqliteSource {
+    async fn cancel(&self, id: &str) -> Result<Cancelled, OpsError> {
+        self.op_cancel(id).await
+    }
+    async fn dead_list(&self, f: &DeadFilter) -> Result<Vec<DeadLetter>, OpsError> {
+        self.op_dead_list(f).await
+    }
+    async fn dead_retry(&self, which: &DeadSelection) -> Result<u64, OpsError> {
+        self.op_dead_retry(which).await
+    }
+    async fn dead_purge(&self, f: &DeadFilter) -> Result<u64, OpsError> {
+        self.op_dead_purge(f).await
+    }
+    async fn depth(&self) -> Result<Vec<TypeDepth>, OpsError> {
+        self.op_depth().await
+    }
+    async fn set_paused(&self, task_type: &str, paused: bool) -> Result<(), OpsError> {
+        self.op_set_paused(task_type, paused).await
+    }
+
     async fn submit(&self, envelope: &Envelope) -> Result<(), AdapterError> {
         if envelope.id.is_empty() || envelope.task_type.is_empty() {
             return Err(AdapterError::Invalid(
@@ -409,7 +476,7 @@ impl Queue for SqliteSource {
             })
             .await?;
         Ok(row.map(|(id, task_type, status, deliveries, result)| {
-            let settled = status == "succeeded" || status == "dead";
+            let settled = matches!(status.as_str(), "succeeded" | "dead" | "cancelled");
             let result = result.filter(|_| settled).and_then(|raw| {
                 serde_json::from_str::<ResultDocument>(&raw)
                     .inspect_err(|e| tracing::warn!(task_id = %id, "stored result is not a result document: {e}"))

@@ -1,7 +1,7 @@
 //! Reading rows into deliveries, and the claim transaction (with the sweep of unknown types).
 
-use super::{SELECT_EXPIRED, SELECT_QUEUED, SWEEP_LIMIT, TAKE};
-use crate::{ClaimSlot, Delivery, Envelope, Lease, Malformed, now_ms};
+use super::{CANCEL_ORPHANS, SELECT_EXPIRED, SELECT_QUEUED, SWEEP_LIMIT, TAKE};
+use crate::{ClaimSlot, Delivery, Envelope, Lease, Malformed, now_ms, rfc3339_ms};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
@@ -83,6 +83,8 @@ pub(super) fn claim_tx(
     sweep: Option<&[String]>,
 ) -> rusqlite::Result<Vec<Delivery>> {
     let now = now_ms();
+    tx.prepare_cached(CANCEL_ORPHANS)?
+        .execute(params![now, rfc3339_ms(now), host])?;
     let mut out = Vec::new();
     let mut unknown = match sweep {
         Some(known) => sweep_unknown(tx, host, now.saturating_add(lease_ms), known)?,
