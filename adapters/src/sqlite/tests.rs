@@ -490,3 +490,6 @@ async fn a_commit_between_the_claim_and_the_wait_is_not_missed() {
     assert!(woke.is_ok(), "a task committed before the wait was missed");
     assert_eq!(ids(&claim(&s, &["T"], 1).await), vec!["late".to_string()]);
 }
+
+/// The section 8 operations.
+mod ops;
