@@ -1,7 +1,7 @@
 //! Consuming: what a host needs to take tasks from a task manager, hold them while they run, and settle
 //! each exactly once ([`Consumer`]), and the values that travel across that seam.
 
-use crate::{AdapterError, ResultDocument};
+use crate::{AdapterError, Envelope, ResultDocument};
 use std::future::Future;
 use std::time::Duration;
 
@@ -116,6 +116,25 @@ pub trait Consumer: Send + Sync {
     /// Hands an unfinished task back to the queue for redelivery (shutdown). Where the task manager can
     /// tell, this delivery does not count toward `max_deliveries`.
     fn release(&self, lease: &Lease) -> impl Future<Output = Result<(), AdapterError>> + Send;
+
+    /// Settles this delivery's attempt and puts the task back as a scheduled task, due at `task.run_at`
+    /// and carrying `task.attempts` and `task.last_error`: a retry that waits in the task manager, so that
+    /// no slot or lease is held meanwhile and any host may run the next attempt. A recorded outcome, so
+    /// the next delivery counts from 1 again (it does not count toward `max_deliveries`). Fenced like
+    /// [`Consumer::settle`]. Task managers that cannot hold a due time
+    /// ([`crate::capabilities`]`(kind).run_at` false) keep this default, which refuses.
+    fn requeue(
+        &self,
+        lease: &Lease,
+        _task: &Envelope,
+    ) -> impl Future<Output = Result<(), AdapterError>> + Send {
+        let msg = format!(
+            "task {}: the {} task manager cannot hold a task until a due time",
+            lease.task_id,
+            self.kind()
+        );
+        async move { Err(AdapterError::Invalid(msg)) }
+    }
 
     /// Checks the connection.
     fn ping(&self) -> impl Future<Output = Result<(), AdapterError>> + Send;

@@ -200,16 +200,25 @@ impl ResultDocument {
 }
 
 /// What `workerhost status ID` prints.
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct TaskStatus {
     pub id: String,
     #[serde(rename = "type")]
     pub task_type: String,
-    /// queued | running | succeeded | dead
+    /// queued | scheduled | running | succeeded | dead | cancelled
     pub status: String,
     pub deliveries: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<ResultDocument>,
+    /// When a `scheduled` task is due.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub run_at: Option<Stamp>,
+    /// Attempts recorded so far (a retry waiting in the task manager); 0 when none or unknown.
+    #[serde(default, skip_serializing_if = "is_zero_u32")]
+    pub attempts: u32,
+    /// The error of the last recorded attempt, while a retry waits.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub last_error: Option<String>,
 }
 
 #[cfg(test)]

@@ -615,6 +615,7 @@ impl Queue for HttpSource {
             }),
             status,
             deliveries: attempts,
+            ..TaskStatus::default()
         }))
     }
 }

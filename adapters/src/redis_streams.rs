@@ -20,6 +20,7 @@
 //!   which `status` uses to tell queued from running; tasks added by hand have no index entry and show in
 //!   `status` only once they have a result.
 
+mod due;
 mod ops;
 mod parse;
 mod scripts;
@@ -37,6 +38,7 @@ use redis::{Cmd, RedisError, Value};
 use scripts::{Lua, Scripts};
 use serde_json::{Map, Value as Json};
 use std::collections::HashSet;
+use std::sync::atomic::AtomicI64;
 use std::sync::{Mutex, PoisonError};
 use std::time::{Duration, Instant};
 
@@ -63,6 +65,10 @@ struct Keys {
     stream: String,
     dead: String,
     index: String,
+    /// Sorted set: task id scored by due time (ms), for tasks not due yet (see [`due`]).
+    due: String,
+    /// Hash: task id -> envelope JSON of each task in `due`.
+    scheduled: String,
 }
 
 impl Keys {
@@ -97,6 +103,8 @@ struct State {
     /// Entry ids this host holds (claimed, not yet settled or handed back).
     inflight: Mutex<HashSet<String>>,
     takeover: tokio::sync::Mutex<Takeover>,
+    /// When due tasks are next moved into the stream (ms since the epoch; see [`due`]).
+    next_due: AtomicI64,
 }
 
 impl RedisSource {
@@ -136,6 +144,8 @@ impl RedisSource {
                 keys: Keys {
                     dead: format!("{}:dead", cfg.stream),
                     index: format!("{}:index", cfg.stream),
+                    due: format!("{}:due", cfg.stream),
+                    scheduled: format!("{}:scheduled", cfg.stream),
                     stream: cfg.stream.clone(),
                 },
                 group: cfg.group.clone(),
@@ -149,6 +159,7 @@ impl RedisSource {
                     next: now,
                     next_sweep: now,
                 }),
+                next_due: AtomicI64::new(0),
             }),
         };
         match source.ensure_group().await {
@@ -315,7 +326,8 @@ impl RedisSource {
         if !block || !ready.is_empty() {
             return Ok(ready);
         }
-        self.xread(n, Some(self.s.cfg.block_ms)).await
+        self.xread(n, Some(self.block_for(self.s.cfg.block_ms)))
+            .await
     }
 
     /// `XREADGROUP ... COUNT n [BLOCK ms] STREAMS <stream> >`.
@@ -369,6 +381,7 @@ impl Consumer for RedisSource {
         if want == 0 {
             return Ok(Vec::new());
         }
+        self.move_due().await?;
         let mut out = self.take_over(want).await?;
         if out.len() < want {
             // Block only when nothing was taken over: those must start now.
@@ -380,7 +393,21 @@ impl Consumer for RedisSource {
         }
         self.inflight()
             .extend(out.iter().map(|d| d.lease.receipt.clone()));
-        Ok(out)
+        // An entry added by hand with a `run_at` still ahead waits in the due set, not in a slot.
+        let now = crate::now_ms();
+        let mut ready = Vec::with_capacity(out.len());
+        for d in out {
+            match &d.envelope {
+                Ok(env) if env.is_scheduled(now) => {
+                    let env = env.clone();
+                    if let Err(e) = self.defer(&d.lease, &env).await {
+                        tracing::warn!(task_id = %env.id, error = %e, "cannot move a task that is not due yet to the due set; it is delivered again later");
+                    }
+                }
+                _ => ready.push(d),
+            }
+        }
+        Ok(ready)
     }
 
     async fn renew(&self, leases: &[Lease]) -> Result<Vec<Revoked>, AdapterError> {
@@ -465,6 +492,12 @@ impl Consumer for RedisSource {
         }
     }
 
+    /// The attempt is recorded by moving the entry to the due set (acked and deleted from the stream in
+    /// the same script), carrying the attempts and the last error in the envelope.
+    async fn requeue(&self, lease: &Lease, task: &Envelope) -> Result<(), AdapterError> {
+        self.defer(lease, task).await
+    }
+
     async fn ping(&self) -> Result<(), AdapterError> {
         self.query(&redis::cmd("PING")).await.map(drop)
     }
@@ -492,8 +525,19 @@ impl Queue for RedisSource {
         }
         let json = serde_json::to_string(envelope)
             .map_err(|e| AdapterError::Invalid(format!("task {}: {e}", envelope.id)))?;
+        if let Some(due) = envelope
+            .run_at
+            .filter(|_| envelope.is_scheduled(crate::now_ms()))
+        {
+            return self.submit_due(envelope, json, due).await;
+        }
         let result_key = self.s.keys.result(&envelope.id);
-        let keys = [&*self.s.keys.stream, &result_key, &self.s.keys.index];
+        let keys = [
+            &*self.s.keys.stream,
+            &result_key,
+            &self.s.keys.index,
+            &self.s.keys.scheduled,
+        ];
         let mut c = self.eval(&self.s.scripts.submit, &keys);
         c.arg(&envelope.id).arg(json);
         match self.query(&c).await? {

@@ -51,6 +51,9 @@ impl Consumer for Source {
     async fn release(&self, lease: &Lease) -> Result<(), AdapterError> {
         dispatch!(self, s => s.release(lease).await)
     }
+    async fn requeue(&self, lease: &Lease, task: &Envelope) -> Result<(), AdapterError> {
+        dispatch!(self, s => s.requeue(lease, task).await)
+    }
     async fn ping(&self) -> Result<(), AdapterError> {
         dispatch!(self, s => s.ping().await)
     }

@@ -482,7 +482,7 @@ impl Queue for SqliteSource {
                     .inspect_err(|e| tracing::warn!(task_id = %id, "stored result is not a result document: {e}"))
                     .ok()
             });
-            TaskStatus { id, task_type, status, deliveries, result }
+            TaskStatus { id, task_type, status, deliveries, result, ..TaskStatus::default() }
         }))
     }
 }

@@ -4,6 +4,7 @@
 //! machine's Redis (a unique stream per test; skipped with a notice when Redis is down, except under
 //! `CI=true`).
 
+mod delayed;
 mod schedules;
 mod submit;
 #[path = "../support/mod.rs"]
@@ -82,6 +83,17 @@ pub fn host_logged(p: &Project, log: &str, args: &[&str]) -> Running {
             .spawn()
             .expect("spawn host"),
     )
+}
+
+/// What a host started with [`host_logged`] wrote.
+pub trait Logs {
+    fn host_log_named(&self, log: &str) -> String;
+}
+
+impl Logs for Project {
+    fn host_log_named(&self, log: &str) -> String {
+        std::fs::read_to_string(self.file(log)).unwrap_or_default()
+    }
 }
 
 /// Stops a host with SIGTERM and waits for it.

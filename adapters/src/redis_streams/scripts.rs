@@ -128,10 +128,12 @@ redis.call('XDEL', KEYS[1], ARGV[3])
 return new
 "#;
 
-/// Enqueue with a duplicate check. KEYS: stream, result key, index. ARGV: task id, task JSON.
-/// Returns the entry id, or nil when a task with this id is queued, running or has a result.
+/// Enqueue with a duplicate check. KEYS: stream, result key, index, scheduled hash. ARGV: task id, task
+/// JSON. Returns the entry id, or nil when a task with this id is scheduled, queued, running or has a
+/// result.
 const SUBMIT: &str = r#"
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
+if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then return false end
 local old = redis.call('HGET', KEYS[3], ARGV[1])
 if old and entry(KEYS[1], old) then return false end
 local id = redis.call('XADD', KEYS[1], '*', 'task', ARGV[2])
@@ -189,6 +191,9 @@ pub(super) struct Scripts {
     pub submit: Lua,
     pub close: Lua,
     pub sweep: Lua,
+    pub submit_due: Lua,
+    pub move_due: Lua,
+    pub defer: Lua,
 }
 
 impl Scripts {
@@ -201,10 +206,13 @@ impl Scripts {
             submit: Lua::new(SUBMIT),
             close: Lua::new(CLOSE),
             sweep: Lua::new(SWEEP),
+            submit_due: Lua::new(super::due::SUBMIT_DUE),
+            move_due: Lua::new(super::due::MOVE_DUE),
+            defer: Lua::new(super::due::DEFER),
         }
     }
 
-    pub fn all(&self) -> [&Lua; 7] {
+    pub fn all(&self) -> [&Lua; 10] {
         [
             &self.takeover,
             &self.renew,
@@ -213,6 +221,9 @@ impl Scripts {
             &self.submit,
             &self.close,
             &self.sweep,
+            &self.submit_due,
+            &self.move_due,
+            &self.defer,
         ]
     }
 }

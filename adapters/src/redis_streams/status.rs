@@ -21,6 +21,18 @@ impl RedisSource {
                 status: doc.status.clone(),
                 deliveries: 0,
                 result: Some(doc),
+                ..TaskStatus::default()
+            }));
+        }
+        if let Some(env) = self.scheduled(id).await? {
+            return Ok(Some(TaskStatus {
+                id: id.to_string(),
+                task_type: env.task_type,
+                status: "scheduled".into(),
+                run_at: env.run_at,
+                attempts: env.attempts,
+                last_error: env.last_error,
+                ..TaskStatus::default()
             }));
         }
         let mut hget = redis::cmd("HGET");
@@ -70,6 +82,7 @@ impl RedisSource {
                 d.deliveries - 1
             },
             result: None,
+            ..TaskStatus::default()
         }))
     }
 }
