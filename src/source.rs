@@ -4,20 +4,27 @@ use crate::config::{Config, TaskManagerConfig};
 use std::time::Duration;
 use workerhost_adapters::Source;
 use workerhost_adapters::sqlite::{SqliteOptions, SqliteSource};
-use workerhost_adapters::{amqp, http_api, redis_streams};
+use workerhost_adapters::{amqp, http_api, postgres, redis_streams};
 
 #[derive(Debug, thiserror::Error)]
 pub enum OpenError {
     #[error(
-        "task manager type {0:?} is not available in this build yet (supported: sqlite, redis, amqp, http)"
+        "task manager type {0:?} is not available in this build (supported: sqlite, redis, amqp, http, postgres)"
     )]
     Unsupported(String),
     #[error(transparent)]
     Adapter(#[from] workerhost_adapters::AdapterError),
 }
 
-/// Opens the task manager of `cfg`; `host_id` owns the leases this process takes.
+/// Opens the task manager of `cfg`; `host_id` owns the leases this process takes. A postgres schema is
+/// created or upgraded here.
 pub async fn open(cfg: &Config, host_id: &str) -> Result<Source, OpenError> {
+    open_with(cfg, host_id, true).await
+}
+
+/// [`open`], where `migrate: false` leaves a postgres schema as it is (`check` reports it, `migrate`
+/// applies it itself).
+pub async fn open_with(cfg: &Config, host_id: &str, migrate: bool) -> Result<Source, OpenError> {
     match &cfg.task_manager {
         TaskManagerConfig::Sqlite {
             path,
@@ -70,6 +77,15 @@ pub async fn open(cfg: &Config, host_id: &str) -> Result<Source, OpenError> {
                         http_api::Options::from_settings(url, host_id.to_string(), settings, types);
                     Ok(Source::Http(http_api::HttpSource::connect(opts).await?))
                 }
+                "postgres" => Ok(Source::Postgres(
+                    postgres::PostgresSource::open(postgres::Options {
+                        url,
+                        host_id: host_id.to_string(),
+                        settings: settings.clone(),
+                        migrate,
+                    })
+                    .await?,
+                )),
                 other => Err(OpenError::Unsupported(other.to_string())),
             }
         }

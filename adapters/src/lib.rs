@@ -23,6 +23,8 @@ pub mod envelope;
 #[cfg(feature = "http")]
 pub mod http_api;
 pub mod ops;
+#[cfg(feature = "postgres")]
+pub mod postgres;
 mod queue;
 /// Redis streams (the module is not called `redis`, which would shadow the `redis` crate).
 #[cfg(feature = "redis")]

@@ -18,6 +18,8 @@ pub enum Source {
     Amqp(crate::amqp::AmqpSource),
     #[cfg(feature = "http")]
     Http(crate::http_api::HttpSource),
+    #[cfg(feature = "postgres")]
+    Postgres(crate::postgres::PostgresSource),
 }
 
 macro_rules! dispatch {
@@ -31,6 +33,8 @@ macro_rules! dispatch {
             Source::Amqp($s) => $e,
             #[cfg(feature = "http")]
             Source::Http($s) => $e,
+            #[cfg(feature = "postgres")]
+            Source::Postgres($s) => $e,
         }
     };
 }

@@ -1,4 +1,4 @@
-//! The one-shot subcommands: check, submit, exec, workers, status.
+//! The one-shot subcommands: check, migrate, submit, exec, workers, status.
 
 use super::{SubmitArgs, TaskArgs, Usage, load, parse_params};
 use std::path::Path;
@@ -10,7 +10,9 @@ use workerhost::probe;
 use workerhost::proxy::{Final, Proxy};
 use workerhost::registry::Registry;
 use workerhost::settings::{default_host_name, unique_host_id};
-use workerhost_adapters::{AdapterError, Consumer, Envelope, Queue};
+use workerhost_adapters::postgres::PostgresSource;
+use workerhost_adapters::postgres::migrations::SchemaState;
+use workerhost_adapters::{AdapterError, Consumer, Envelope, Queue, Source};
 
 /// Logging for one-shot commands: warnings and worse, unless RUST_LOG says otherwise.
 fn quiet_logging() {
@@ -59,13 +61,21 @@ pub async fn check(path: &Path) -> anyhow::Result<u8> {
             }
         }
     }
-    match workerhost::source::open(&cfg, &unique_host_id("check")).await {
+    // `check` never changes a postgres schema; it reports what `migrate` would do.
+    match workerhost::source::open_with(&cfg, &unique_host_id("check"), false).await {
         Err(e) => {
             failed += 1;
             println!("FAIL  task manager {}: {e}", cfg.task_manager.kind());
         }
         Ok(source) => match source.ping().await {
-            Ok(()) => println!("ok    task manager {}: reachable", source.kind()),
+            Ok(()) => {
+                println!("ok    task manager {}: reachable", source.kind());
+                if let Source::Postgres(pg) = &source
+                    && !postgres_schema_ok(pg, path).await
+                {
+                    failed += 1;
+                }
+            }
             Err(e) => {
                 failed += 1;
                 println!("FAIL  task manager {}: {e}", source.kind());
@@ -76,6 +86,69 @@ pub async fn check(path: &Path) -> anyhow::Result<u8> {
         println!("{failed} check(s) failed");
         return Ok(1);
     }
+    Ok(0)
+}
+
+/// Prints where the postgres schema stands; false when it is missing, older or newer than this build.
+async fn postgres_schema_ok(pg: &PostgresSource, path: &Path) -> bool {
+    let fix = format!("run `workerhost migrate --config {}`", path.display());
+    let line = match pg.schema_state().await {
+        Ok(SchemaState::Current { version }) => {
+            println!(
+                "ok    task manager postgres: schema {} at version {version}",
+                pg.schema()
+            );
+            return true;
+        }
+        Ok(SchemaState::Missing) => format!(
+            "schema {} is missing; {fix} (or start the host, which creates it)",
+            pg.schema()
+        ),
+        Ok(SchemaState::Older { have, want }) => format!(
+            "schema {} is at version {have}, this workerhost needs {want}; {fix}",
+            pg.schema()
+        ),
+        Ok(SchemaState::Newer { have, want }) => format!(
+            "schema {} is at version {have}, newer than this workerhost knows ({want}); upgrade workerhost",
+            pg.schema()
+        ),
+        Err(e) => format!("cannot read schema {}: {e}", pg.schema()),
+    };
+    println!("FAIL  task manager postgres: {line}");
+    false
+}
+
+/// `workerhost migrate`: creates or upgrades the postgres schema, and nothing else.
+pub async fn migrate(path: &Path) -> anyhow::Result<u8> {
+    quiet_logging();
+    let cfg = load(path)?;
+    if cfg.task_manager.kind() != "postgres" {
+        return Err(Usage(format!(
+            "`migrate` applies to the postgres task manager; this config's is {} (it creates its own storage)",
+            cfg.task_manager.kind()
+        ))
+        .into());
+    }
+    let source = workerhost::source::open_with(&cfg, &unique_host_id("migrate"), false).await?;
+    let Source::Postgres(pg) = &source else {
+        return Ok(1);
+    };
+    let report = pg.migrate().await?;
+    if report.applied.is_empty() {
+        println!("schema {} is current (version {})", pg.schema(), report.to);
+    }
+    for (version, name) in &report.applied {
+        println!("applied migration {version}: {name}");
+    }
+    if !report.applied.is_empty() {
+        println!(
+            "schema {} is now at version {} (was {})",
+            pg.schema(),
+            report.to,
+            report.from
+        );
+    }
+    source.close().await;
     Ok(0)
 }
 

@@ -46,6 +46,8 @@ pub enum Command {
     Run(RunArgs),
     /// Validate the config, probe every worker, connect to the task manager.
     Check,
+    /// Create or upgrade the postgres task manager's schema, and nothing else.
+    Migrate,
     /// Enqueue a task; prints its id.
     Submit(SubmitArgs),
     /// Run one task through the proxy without a queue; print the result document; exit with its code.
@@ -168,6 +170,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
         )
         .into()),
         Some(Command::Check) => commands::check(&config_path).await,
+        Some(Command::Migrate) => commands::migrate(&config_path).await,
         Some(Command::Submit(t)) => commands::submit(&config_path, t).await,
         Some(Command::Exec(t)) => commands::exec(&config_path, t).await,
         Some(Command::Workers) => commands::workers(&config_path),

@@ -72,6 +72,9 @@ const TM_KEYS: &[&str] = &[
     "claim_sort_order",
     "claim_timeout_seconds",
     "register_task_types",
+    "schema",
+    "notify",
+    "max_connections",
 ];
 const TM_TYPES: &[&str] = &["sqlite", "redis", "amqp", "http", "postgres"];
 const OBSERVER_KEYS: &[&str] = &["type", "url", "command", "events", "timeout"];
@@ -272,11 +275,13 @@ fn task_manager(ctx: &mut Ctx, root: &Mapping) -> (TaskManagerConfig, Option<u32
             "lease_seconds" | "result_ttl_seconds" | "claim_timeout_seconds" | "poll_interval" => {
                 ctx.secs(m, p, k, false).map(|d| d.as_secs_f64().into())
             }
-            "prefetch" | "block_ms" | "poll_interval_ms" | "consumer_timeout_ms" => {
-                ctx.uint(m, p, k, 1).map(Into::into)
-            }
+            "prefetch"
+            | "block_ms"
+            | "poll_interval_ms"
+            | "consumer_timeout_ms"
+            | "max_connections" => ctx.uint(m, p, k, 1).map(Into::into),
             "max_deliveries" => ctx.u32(m, p, k, 1).map(Into::into),
-            "declare" | "register_task_types" => ctx.boolean(m, p, k).map(Into::into),
+            "declare" | "register_task_types" | "notify" => ctx.boolean(m, p, k).map(Into::into),
             _ if TM_KEYS.contains(&k.as_str()) => ctx.string(m, p, k).map(Into::into),
             _ => to_json(v).ok(),
         };

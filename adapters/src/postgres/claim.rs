@@ -1,0 +1,143 @@
+//! Claiming: one statement takes a whole batch, and expired leases are put back at most every second.
+
+use super::Shared;
+use crate::{AdapterError, ClaimRequest, Delivery, Envelope, Lease, Malformed};
+use serde_json::{Value, json};
+use std::time::{Duration, Instant};
+use tokio_postgres::Row;
+
+/// How often a claim first looks for rows whose lease expired (their host died).
+pub const RESCUE_EVERY: Duration = Duration::from_secs(1);
+
+/// `$1` the slots as JSON (`[{"types": [...], "max": n}, ...]`), `$2` the overall limit, `$3` this
+/// host's id, `$4` the lease in ms. Each slot takes up to its `max` of the due rows of its types that
+/// are not paused, highest priority then oldest, skipping rows other hosts are claiming right now.
+pub const CLAIM: &str = "
+WITH slots AS (
+    SELECT (s->>'max')::int AS max,
+           ARRAY(SELECT jsonb_array_elements_text(s->'types')
+                 EXCEPT SELECT type FROM {s}.paused_types) AS types
+    FROM jsonb_array_elements($1::jsonb) AS s
+), picked AS (
+    SELECT p.id FROM slots CROSS JOIN LATERAL (
+        SELECT t.id FROM {s}.tasks t
+        WHERE t.status IN ('queued', 'scheduled') AND t.run_at <= now() AND t.type = ANY (slots.types)
+        ORDER BY t.priority DESC, t.run_at, t.seq
+        LIMIT slots.max
+        FOR UPDATE SKIP LOCKED
+    ) p
+    LIMIT $2
+)
+UPDATE {s}.tasks t
+SET status = 'running', lease_owner = $3, lease_until = now() + $4::bigint * interval '1 millisecond',
+    deliveries = t.deliveries + 1, lease_token = t.lease_token + 1
+FROM picked WHERE t.id = picked.id
+RETURNING t.id, t.type, t.params, t.correlation_id, t.deliveries, t.lease_token, t.priority, t.attempts,
+          t.error";
+
+/// Rows whose lease expired go back to the queue (their deliveries already counted).
+pub const RESCUE: &str = "
+UPDATE {s}.tasks
+SET status = CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END,
+    lease_owner = NULL, lease_until = NULL
+WHERE status = 'running' AND lease_until < now()";
+
+/// When expired leases were last looked for.
+pub struct Rescue {
+    last: std::sync::Mutex<Option<Instant>>,
+}
+
+impl Default for Rescue {
+    fn default() -> Rescue {
+        Rescue {
+            last: std::sync::Mutex::new(None),
+        }
+    }
+}
+
+impl Rescue {
+    pub async fn run_if_due(&self, s: &Shared) -> Result<(), AdapterError> {
+        let now = Instant::now();
+        {
+            let mut last = self.last.lock().unwrap_or_else(|p| p.into_inner());
+            if last.is_some_and(|t| now.duration_since(t) < RESCUE_EVERY) {
+                return Ok(());
+            }
+            *last = Some(now);
+        }
+        let c = s.client().await?;
+        let back = s
+            .timed(async {
+                let st = c.prepare_cached(&s.sql.rescue).await?;
+                c.execute(&st, &[]).await
+            })
+            .await?;
+        if back > 0 {
+            tracing::info!(
+                tasks = back,
+                "postgres: tasks whose lease expired are back in the queue"
+            );
+        }
+        Ok(())
+    }
+}
+
+pub async fn claim(s: &Shared, req: &ClaimRequest) -> Result<Vec<Delivery>, AdapterError> {
+    let limit = req.total();
+    let slots: Vec<Value> = req
+        .slots
+        .iter()
+        .filter(|sl| sl.max > 0 && !sl.types.is_empty())
+        .map(|sl| json!({"types": sl.types, "max": sl.max.min(limit)}))
+        .collect();
+    if slots.is_empty() || limit == 0 {
+        return Ok(Vec::new());
+    }
+    let slots = Value::Array(slots);
+    let limit = i64::try_from(limit).unwrap_or(i64::MAX);
+    let lease_ms = i64::try_from(s.cfg.lease.as_millis()).unwrap_or(i64::MAX / 4);
+    let c = s.client().await?;
+    let rows = s
+        .timed(async {
+            let st = c.prepare_cached(&s.sql.claim).await?;
+            c.query(&st, &[&slots, &limit, &s.host_id, &lease_ms]).await
+        })
+        .await?;
+    rows.iter().map(|r| delivery(s, r)).collect()
+}
+
+/// A claimed row as the host sees it; a row the constraints should have refused is malformed.
+fn delivery(s: &Shared, r: &Row) -> Result<Delivery, AdapterError> {
+    let bad = |e: tokio_postgres::Error| s.error(&e);
+    let id: String = r.try_get(0).map_err(bad)?;
+    let task_type: String = r.try_get(1).map_err(bad)?;
+    let params: Value = r.try_get(2).map_err(bad)?;
+    let correlation_id: Option<String> = r.try_get(3).map_err(bad)?;
+    let deliveries: i32 = r.try_get(4).map_err(bad)?;
+    let token: i64 = r.try_get(5).map_err(bad)?;
+    let priority: i32 = r.try_get(6).map_err(bad)?;
+    let attempts: i32 = r.try_get(7).map_err(bad)?;
+    let last_error: Option<String> = r.try_get(8).map_err(bad)?;
+    let envelope = match params {
+        Value::Object(params) => Ok(Envelope {
+            correlation_id,
+            priority,
+            // A retry that waited in the queue carries the attempts so far and the last error.
+            attempts: u32::try_from(attempts).unwrap_or(0),
+            last_error,
+            ..Envelope::new(id.clone(), task_type, params)
+        }),
+        other => Err(Malformed {
+            raw: json!({"id": id, "type": task_type, "params": other}).to_string(),
+            reason: format!("task {id}: column `params` must hold a JSON object"),
+        }),
+    };
+    Ok(Delivery {
+        lease: Lease {
+            task_id: id,
+            receipt: token.to_string(),
+        },
+        envelope,
+        deliveries: u32::try_from(deliveries).unwrap_or(0),
+    })
+}
