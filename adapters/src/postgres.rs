@@ -23,6 +23,8 @@ pub mod migrations;
 mod queue;
 pub mod settings;
 mod settle;
+#[cfg(test)]
+mod tests;
 mod tls;
 
 use crate::{

@@ -138,10 +138,12 @@ async fn applied_version(
     c: &impl GenericClient,
     schema: &str,
 ) -> Result<Option<i32>, tokio_postgres::Error> {
+    // A query of pg_tables, not to_regclass(): the statement's snapshot sees a table that another
+    // session created while we waited for the lock, the backend's catalog cache may not yet.
     let row = c
         .query_one(
-            "SELECT to_regclass($1) IS NOT NULL",
-            &[&format!("{schema}.migrations")],
+            "SELECT EXISTS (SELECT 1 FROM pg_catalog.pg_tables WHERE schemaname = $1 AND tablename = 'migrations')",
+            &[&schema],
         )
         .await?;
     if !row.get::<_, bool>(0) {
