@@ -3,7 +3,7 @@
 //! except under `CI=true`, where they fail.
 
 use super::*;
-use crate::{ClaimSlot, TaskSource};
+use crate::{ClaimSlot, Consumer, Queue};
 use serde_json::json;
 use std::time::Instant;
 
@@ -200,7 +200,7 @@ async fn a_taken_over_lease_cannot_be_settled_or_renewed_by_its_old_holder() {
     assert_eq!(ids(&db), ["t1"], "B takes over the expired lease");
     assert_eq!(db[0].deliveries, 2, "the redelivery counts");
     let lost = a.renew(&[da[0].lease.clone()]).await.expect("renew");
-    assert_eq!(lost, [da[0].lease.clone()]);
+    assert_eq!(lost, [Revoked::lost(da[0].lease.clone())]);
     let err = a
         .settle(&da[0].lease, &doc("t1", "dead"))
         .await
