@@ -98,12 +98,7 @@ fn req(slots: &[(&[&str], usize)], limit: usize) -> ClaimRequest {
 }
 
 fn env(id: &str, t: &str) -> Envelope {
-    Envelope {
-        id: id.into(),
-        task_type: t.into(),
-        params: Map::new(),
-        correlation_id: None,
-    }
+    Envelope::new(id, t, Map::new())
 }
 
 fn doc(id: &str, status: &str) -> ResultDocument {
@@ -533,5 +528,54 @@ async fn bad_rows_are_refused_and_settles_are_grouped() {
     assert_eq!(row.get::<_, i64>(0), 40);
     assert_eq!(row.get::<_, Option<String>>(1).as_deref(), Some("boom"));
     assert_eq!(row.get::<_, Option<i32>>(2), Some(2));
+    a.close().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn submit_keeps_run_at_priority_and_the_attempts_of_a_retry() {
+    if !server_up() {
+        return;
+    }
+    let s = Schema::new("submit");
+    let a = s.open("a", json!({})).await;
+    let later = Envelope {
+        run_at: Some(crate::Stamp(crate::now_ms() + 3_600_000)),
+        ..env("later", "T")
+    };
+    let retry = Envelope {
+        run_at: Some(crate::Stamp(crate::now_ms() - 1000)),
+        attempts: 2,
+        last_error: Some("boom".into()),
+        ..env("retry", "T")
+    };
+    let urgent = Envelope {
+        priority: 7,
+        ..env("urgent", "T")
+    };
+    for e in [&later, &retry, &urgent] {
+        a.submit(e).await.expect("submit");
+    }
+    assert_eq!(
+        a.status("later")
+            .await
+            .expect("status")
+            .expect("known")
+            .status,
+        "scheduled"
+    );
+    assert_eq!(
+        a.status("retry")
+            .await
+            .expect("status")
+            .expect("known")
+            .status,
+        "queued"
+    );
+    let got = a.claim(&req(&[(&["T"], 5)], 1)).await.expect("claim");
+    assert_eq!(ids(&got), ["urgent"], "the highest priority first");
+    let got = a.claim(&req(&[(&["T"], 5)], 5)).await.expect("claim");
+    assert_eq!(ids(&got), ["retry"], "`later` is not due");
+    let e = got[0].envelope.as_ref().expect("valid");
+    assert_eq!((e.attempts, e.last_error.as_deref()), (2, Some("boom")));
     a.close().await;
 }
