@@ -8,6 +8,7 @@
 //! - [`group`]: starting and stopping process groups (also used by the command observer);
 //!   [`output`]: reading a worker's stdout and stderr without trusting them.
 
+pub mod child;
 pub mod classify;
 pub mod group;
 mod outcome;
