@@ -17,6 +17,8 @@
 //!   prepared by the parent beforehand. The parent blocks all signals around the `clone`, so that no
 //!   handler of the host can run on the child's stack; the child resets the handlers to their defaults
 //!   before it unblocks them, just before `exec`.
+//! - **Waiting without a thread**: [`watch`] registers a pidfd with the runtime (tokio's registration is
+//!   `unsafe` only because it trusts the descriptor to stay open, which an owned `OwnedFd` guarantees).
 //! - **Reaping with usage**: [`wait4`], which returns the `struct rusage` that neither std nor nix expose;
 //!   the host reports each attempt's CPU time and peak memory from it.
 
@@ -333,6 +335,16 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         libc::execve(a.program, a.argv, a.envp);
     }
     fail(Stage::Exec, errno())
+}
+
+/// Registers `pidfd` (readable once its process has exited) with the current runtime.
+pub fn watch(pidfd: OwnedFd) -> std::io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+    // SAFETY: an `OwnedFd` is a valid open descriptor; the `AsyncFd` owns it from here on, so it stays
+    // open and the same for the registration's whole life, and `as_raw_fd` always returns it.
+    let r = unsafe {
+        tokio::io::unix::AsyncFd::register_with_interest(pidfd, tokio::io::Interest::READABLE)
+    };
+    r.map_err(std::io::Error::from)
 }
 
 /// What a reaped process used, from its `struct rusage` (it and the descendants it waited for).

@@ -13,6 +13,8 @@ pub mod classify;
 pub mod group;
 mod outcome;
 pub mod output;
+pub mod escapees;
+pub mod leader;
 mod pool;
 mod remote;
 mod spawn;

@@ -1,0 +1,186 @@
+//! Descendants of a task that left its process group (`setsid`, a double fork): found and killed when
+//! the task ends and when it times out, so that nothing a task started outlives it.
+//!
+//! The host is a *child subreaper* (`PR_SET_CHILD_SUBREAPER`, [`become_subreaper`]): a process whose
+//! parent dies is reparented to the host instead of to init, so an escapee stays findable as a child of
+//! the host. Which task it belongs to is read from its environment: every leader gets a unique
+//! `WORKERHOST_RUN` token ([`super::leader::TOKEN_VAR`]), which what it starts inherits
+//! (`/proc/<pid>/environ` is the environment the process was started with).
+//!
+//! Why this way. The alternatives: the process group or session does not survive `setsid`, which is the
+//! very escape; walking `/proc/<host>/task/*/children` needs `CONFIG_PROC_CHILDREN`, which these machines
+//! lack; cgroups (`cgroup.kill`) are ruled out here. A scan of all of `/proc` at every task end would
+//! cost about as much as a process start, so the scan is narrowed: pids are handed out in increasing
+//! order, and a task's descendants were all created after its leader, so only the pids between the
+//! leader's and the last one allocated (`/proc/sys/kernel/ns_last_pid`) can be them, minus the other
+//! leaders the host is running (known, never read). Under load that is a handful of `stat` reads; after a
+//! pid wrap, or for a range too wide (a long task on a busy machine), the whole of `/proc` is listed.
+//!
+//! What it cannot see: a descendant that leaves the group *and* wipes its environment (`env -i`) while
+//! its parent is still alive. Its own descendants are still found (by ancestry from a marked process).
+
+use super::child::{self, SpawnError, Spawned, Spec};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use std::collections::{HashMap, HashSet};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Pids the host started and has not reaped yet. The spawn holds this lock, so that a sweep never sees
+/// a just-started leader as an unknown child (and reaps it from under its owner).
+static LIVE: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+/// A narrowed scan reads at most this many pids; wider ranges list `/proc` instead.
+const RANGE_MAX: i32 = 4096;
+
+/// Makes this process a child subreaper; call once at start, before any worker is started.
+pub fn become_subreaper() {
+    if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
+        tracing::warn!("cannot become a child subreaper ({e}): escaped worker processes go to init");
+    }
+}
+
+/// Starts `spec` and records its pid as a live leader, in one step.
+pub fn spawn_registered(spec: &Spec) -> Result<Spawned, SpawnError> {
+    let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    let s = child::spawn(spec)?;
+    live.get_or_insert_with(HashSet::new).insert(s.pid.as_raw());
+    Ok(s)
+}
+
+/// The leader `pid` has been reaped.
+pub fn forget(pid: Pid) {
+    let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(l) = live.as_mut() {
+        l.remove(&pid.as_raw());
+    }
+}
+
+/// One process as `/proc/<pid>/stat` shows it.
+#[derive(Debug, Clone, Copy)]
+struct Stat {
+    ppid: i32,
+    zombie: bool,
+}
+
+fn stat(pid: i32) -> Option<Stat> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // "pid (comm) state ppid ...": comm may hold spaces and parentheses; it ends at the last ')'.
+    let (_, rest) = text.rsplit_once(')')?;
+    let mut f = rest.split_whitespace();
+    let state = f.next()?;
+    let ppid = f.next()?.parse().ok()?;
+    Some(Stat {
+        ppid,
+        zombie: state == "Z" || state == "X",
+    })
+}
+
+/// Whether `pid`'s environment holds `TOKEN_VAR=token`.
+fn carries(pid: i32, token: u64) -> bool {
+    let Ok(env) = std::fs::read(format!("/proc/{pid}/environ")) else {
+        return false;
+    };
+    let want = format!("{}={token}", super::leader::TOKEN_VAR);
+    env.split(|b| *b == 0).any(|entry| entry == want.as_bytes())
+}
+
+fn last_pid() -> Option<i32> {
+    std::fs::read_to_string("/proc/sys/kernel/ns_last_pid")
+        .ok()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// The pids that may be descendants of a leader started as `since`.
+fn candidates(since: i32) -> Vec<i32> {
+    if let Some(last) = last_pid()
+        && last >= since
+        && last - since <= RANGE_MAX
+    {
+        return (since + 1..=last).collect();
+    }
+    let Ok(dir) = std::fs::read_dir("/proc") else {
+        return Vec::new();
+    };
+    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect()
+}
+
+/// Kills what is left of the task whose leader was `leader` (its pid) with `token`: the processes
+/// reparented to the host that carry the token, and every descendant of those. Returns how many were
+/// killed. Zombies among the host's unknown children are reaped on the way.
+pub fn sweep(leader: Pid, token: u64) -> usize {
+    let host = std::process::id() as i32;
+    let pids = candidates(leader.as_raw());
+    let stats: HashMap<i32, Stat> = {
+        let live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+        let known = |p: &i32| live.as_ref().is_some_and(|l| l.contains(p));
+        pids.into_iter()
+            .filter(|p| *p != host && !known(p))
+            .filter_map(|p| Some((p, stat(p)?)))
+            .collect()
+    };
+    let mut doomed: HashSet<i32> = HashSet::new();
+    let mut orphans = Vec::new();
+    for (&pid, s) in &stats {
+        if s.ppid != host {
+            continue;
+        }
+        if s.zombie {
+            // An unknown child of the host that has died: an escapee that ended by itself.
+            let _ = child::wait4(Pid::from_raw(pid));
+        } else if carries(pid, token) {
+            doomed.insert(pid);
+            orphans.push(pid);
+        }
+    }
+    if doomed.is_empty() {
+        return 0;
+    }
+    // Their descendants, whatever their environment: to a fixed point over the parent links.
+    loop {
+        let before = doomed.len();
+        for (&pid, s) in &stats {
+            if !s.zombie && doomed.contains(&s.ppid) {
+                doomed.insert(pid);
+            }
+        }
+        if doomed.len() == before {
+            break;
+        }
+    }
+    for &pid in &doomed {
+        let _ = kill(Pid::from_raw(pid), Signal::SIGKILL);
+    }
+    tracing::info!(
+        count = doomed.len(),
+        "killed processes that left their task's process group"
+    );
+    reap_later(doomed.iter().copied().collect());
+    doomed.len()
+}
+
+/// Reaps the killed processes as they become (or already are) children of the host, off the caller's
+/// thread: a killed escapee's own children are reparented to the host only once it is gone.
+fn reap_later(pids: Vec<i32>) {
+    let spawned = std::thread::Builder::new()
+        .name("workerhost-sweep".into())
+        .spawn(move || {
+            let deadline = Instant::now() + Duration::from_secs(5);
+            let mut left = pids;
+            while !left.is_empty() && Instant::now() < deadline {
+                left.retain(|&pid| match child::wait4(Pid::from_raw(pid)) {
+                    Ok(Some(_)) => false,
+                    Ok(None) => true,
+                    // Not (yet) our child: done once it no longer exists.
+                    Err(_) => std::path::Path::new(&format!("/proc/{pid}")).exists(),
+                });
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        });
+    if let Err(e) = spawned {
+        tracing::warn!("cannot start a thread to reap killed processes: {e}");
+    }
+}
