@@ -382,6 +382,7 @@ impl Host {
             finished_at: now,
             duration_ms: 0,
             correlation_id,
+            usage: None,
         }
     }
 

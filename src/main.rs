@@ -8,6 +8,8 @@ use std::process::ExitCode;
 
 fn main() -> ExitCode {
     let args = cli::Cli::parse();
+    // Before any worker starts: what a worker leaves behind is reparented to the host, not to init.
+    workerhost::runner::escapees::become_subreaper();
     let rt = match tokio::runtime::Builder::new_current_thread()
         .enable_all()
         .build()

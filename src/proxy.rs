@@ -126,12 +126,13 @@ impl Proxy {
                     return Final::Done {
                         doc: Box::new(ResultDocument {
                             result: Some(result.clone()),
+                            usage: a.usage,
                             ..d
                         }),
                         last: kind,
                     };
                 }
-                o if o.is_retriable() && retry < worker.max_retries => {
+                o if o.is_retriable_for(worker) && retry < worker.max_retries => {
                     retry += 1;
                     let delay = retry_delay(&worker.retry, retry);
                     let mut e = self.attempt_event(EventKind::TaskRetrying, worker, task, &doc, &a);
@@ -155,6 +156,7 @@ impl Proxy {
                     return Final::Done {
                         doc: Box::new(ResultDocument {
                             error: Some(dead_letter_error(&a, message)),
+                            usage: a.usage,
                             ..d
                         }),
                         last: kind,
@@ -201,6 +203,7 @@ impl Proxy {
             finished_at: rfc3339_ms(now_ms()),
             duration_ms: started.elapsed().as_millis() as u64,
             correlation_id: task.correlation_id.clone(),
+            usage: None,
         }
     }
 }

@@ -177,6 +177,18 @@ pub struct ResultDocument {
     pub duration_ms: u64,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// What the last attempt's process used (spawn mode), section 9.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub usage: Option<Usage>,
+}
+
+/// An attempt's resource usage: CPU time (user, system) and peak resident memory of the worker's process
+/// and the descendants it waited for.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Usage {
+    pub cpu_user_ms: u64,
+    pub cpu_system_ms: u64,
+    pub max_rss_kb: u64,
 }
 
 impl ResultDocument {
@@ -313,6 +325,7 @@ mod tests {
             finished_at: String::new(),
             duration_ms: 0,
             correlation_id: None,
+            usage: None,
         };
         let cases = [
             (Some(json!({"type": "X", "message": "boom"})), Some("boom")),

@@ -612,6 +612,7 @@ impl Queue for HttpSource {
                 finished_at: text("completed_at"),
                 duration_ms: 0,
                 correlation_id: None,
+                usage: None,
             }),
             status,
             deliveries: attempts,

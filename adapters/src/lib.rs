@@ -38,7 +38,7 @@ pub use capabilities::{Capabilities, TimeFlag, capabilities};
 pub use consume::{
     ClaimRequest, ClaimSlot, Consumer, Delivery, Lease, Malformed, RevokeReason, Revoked,
 };
-pub use envelope::{Envelope, ResultDocument, TaskStatus};
+pub use envelope::{Envelope, ResultDocument, TaskStatus, Usage};
 pub use queue::Queue;
 pub use source::Source;
 pub use time::{Stamp, now_rfc3339, parse_rfc3339, rfc3339_ms, rfc3339_secs};

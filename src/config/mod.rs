@@ -2,6 +2,7 @@
 //! expanded. Everything downstream trusts it and never looks at the YAML again.
 
 mod expand;
+mod limits;
 mod load;
 mod locate;
 pub mod schedule;
@@ -13,6 +14,7 @@ use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+pub use limits::{CPU_HARD_EXTRA_SECONDS, Limits, RunAs};
 pub use load::{load, load_str};
 pub use schedule::ScheduleConfig;
 
@@ -178,6 +180,12 @@ pub struct WorkerConfig {
     pub max_tasks_per_process: Option<u64>,
     pub description: Option<String>,
     pub metadata: Option<Value>,
+    /// `limits:` in force (the worker's over the defaults').
+    pub limits: Limits,
+    /// Whether a `resource_limit` outcome is retried (default: no).
+    pub retry_on_resource_limit: bool,
+    /// `user:`: run the worker as this user.
+    pub user: Option<RunAs>,
 }
 
 #[derive(Debug, Clone)]

@@ -159,7 +159,12 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
     // No host signal handler may run in the child (it would run on the host's memory): block them all
     // for the duration of the clone; the child resets handlers before it unblocks.
     let mut old = SigSet::empty();
-    pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::all()), Some(&mut old)).map_err(start)?;
+    pthread_sigmask(
+        SigmaskHow::SIG_SETMASK,
+        Some(&SigSet::all()),
+        Some(&mut old),
+    )
+    .map_err(start)?;
     // SAFETY: `child_main` runs on `stack` with a pointer to `args`; both outlive the call, because with
     // CLONE_VFORK this thread is suspended until the child has exec'd or exited. The child only makes
     // async-signal-safe system calls (see `child_main`) and writes nothing of ours but `args.failure`.

@@ -36,7 +36,9 @@ const RANGE_MAX: i32 = 4096;
 /// Makes this process a child subreaper; call once at start, before any worker is started.
 pub fn become_subreaper() {
     if let Err(e) = nix::sys::prctl::set_child_subreaper(true) {
-        tracing::warn!("cannot become a child subreaper ({e}): escaped worker processes go to init");
+        tracing::warn!(
+            "cannot become a child subreaper ({e}): escaped worker processes go to init"
+        );
     }
 }
 

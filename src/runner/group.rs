@@ -1,9 +1,14 @@
 //! Processes in their own process group: the one place that starts a worker (or an observer's command)
 //! so that it can be stopped together with everything it started, and that stops it.
 //!
-//! Spawn mode, pool mode and the command observer all start through [`start`] and stop through
-//! [`Group::stop`] (SIGTERM, a grace period, SIGKILL) or [`Group::kill`] (SIGKILL at once).
+//! Spawn and pool mode start their workers through [`start_worker`] (a [`Leader`]: parent-death signal,
+//! limits, user, usage; see [`super::leader`]); the command observer starts its command through
+//! [`start`]. All stop through [`Group::stop`] (SIGTERM, a grace period, SIGKILL) or [`Group::kill`]
+//! (SIGKILL at once); [`Group::sweep`] then kills what of a worker left its group.
 
+use super::child::{Spec, Stage};
+use super::escapees;
+use super::leader::{self, Leader};
 use nix::errno::Errno;
 use nix::sys::signal::{Signal, killpg};
 use nix::unistd::Pid;
@@ -29,7 +34,7 @@ impl Group {
 
     /// SIGTERM to the group, up to `grace` for the leader and the rest of the group to go, then SIGKILL
     /// to whatever is left; the leader is reaped either way.
-    pub async fn stop(self, child: &mut Child, grace: Duration) {
+    pub async fn stop(self, child: &mut Leader, grace: Duration) {
         self.signal(Signal::SIGTERM);
         let deadline = Instant::now() + grace;
         let mut leader_done = false;
@@ -46,18 +51,94 @@ impl Group {
         self.kill();
         let _ = child.wait().await;
     }
+
+    /// Kills the processes `leader` started that left this group (reparented to the host, marked with
+    /// its token), and their descendants; call once the group itself is gone. Returns how many.
+    pub fn sweep(self, token: u64) -> usize {
+        escapees::sweep(self.0, token)
+    }
 }
 
 /// Starts closer together than this go to the blocking pool.
 const CLOSE_STARTS: Duration = Duration::from_millis(2);
 
-/// A process that could not be started.
+/// A process that could not be started: which step failed names the real cause.
 #[derive(Debug, thiserror::Error)]
-#[error("cannot start {program}: {source}")]
-pub struct StartError {
-    pub program: String,
-    #[source]
-    pub source: std::io::Error,
+pub enum StartError {
+    #[error("cannot start {program}: {source}")]
+    Program {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {program}: {reason}")]
+    Invalid { program: String, reason: String },
+    #[error("cannot enter the working directory {dir} (project_path): {source}")]
+    WorkingDirectory {
+        dir: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot set the worker's limits (limits:): {source}")]
+    Limits {
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot run the worker as user `{user}` (user:): {source}")]
+    User {
+        user: String,
+        #[source]
+        source: std::io::Error,
+    },
+    #[error("cannot start {program}: the host is exiting ({source})")]
+    ParentDeath {
+        program: String,
+        #[source]
+        source: std::io::Error,
+    },
+}
+
+/// Starts a worker process for `worker` as the leader of a new process group, marked with `token`.
+/// Dropping the [`Leader`] kills its group.
+pub async fn start_worker(
+    launch: &super::Launch,
+    worker: &crate::config::WorkerConfig,
+    doc: Option<&workerhost_sdk::TaskDocument>,
+) -> Result<(Leader, Group, u64), StartError> {
+    let token = leader::next_token();
+    let program = launch.program();
+    let spec: Spec = launch
+        .spec(worker, doc, token)
+        .map_err(|reason| StartError::Invalid {
+            program: program.clone(),
+            reason,
+        })?;
+    let child = Leader::start(spec, token).await.map_err(|e| {
+        let source = e.error;
+        match e.stage {
+            Stage::WorkingDirectory => StartError::WorkingDirectory {
+                dir: worker
+                    .project_path
+                    .as_ref()
+                    .map(|p| p.display().to_string())
+                    .unwrap_or_default(),
+                source,
+            },
+            Stage::Limits => StartError::Limits { source },
+            Stage::User => StartError::User {
+                user: worker
+                    .user
+                    .as_ref()
+                    .map(|u| u.name.clone())
+                    .unwrap_or_default(),
+                source,
+            },
+            Stage::ParentDeath => StartError::ParentDeath { program, source },
+            Stage::Start | Stage::Exec => StartError::Program { program, source },
+        }
+    })?;
+    let group = Group(child.pid());
+    Ok((child, group, token))
 }
 
 /// Starts `cmd` as the leader of a new process group (killed on drop), and returns it with its group.
@@ -71,7 +152,7 @@ pub async fn start(mut cmd: Command) -> Result<(Child, Group), StartError> {
     let program = cmd.as_std().get_program().to_string_lossy().into_owned();
     spawn(cmd)
         .await
-        .map_err(|source| StartError { program, source })
+        .map_err(|source| StartError::Program { program, source })
 }
 
 async fn spawn(mut cmd: Command) -> std::io::Result<(Child, Group)> {

@@ -90,15 +90,12 @@ impl Leader {
         let pidfd = rustix::process::pidfd_open(raw, rustix::process::PidfdFlags::empty())
             .map_err(|e| start(e.into()))?;
         leader.pidfd = Some(child::watch(pidfd).map_err(start)?);
-        leader.stdin = Some(
-            ChildStdin::from_std(std::process::ChildStdin::from(s.stdin)).map_err(start)?,
-        );
-        leader.stdout = Some(
-            ChildStdout::from_std(std::process::ChildStdout::from(s.stdout)).map_err(start)?,
-        );
-        leader.stderr = Some(
-            ChildStderr::from_std(std::process::ChildStderr::from(s.stderr)).map_err(start)?,
-        );
+        leader.stdin =
+            Some(ChildStdin::from_std(std::process::ChildStdin::from(s.stdin)).map_err(start)?);
+        leader.stdout =
+            Some(ChildStdout::from_std(std::process::ChildStdout::from(s.stdout)).map_err(start)?);
+        leader.stderr =
+            Some(ChildStderr::from_std(std::process::ChildStderr::from(s.stderr)).map_err(start)?);
         Ok(leader)
     }
 
@@ -192,7 +189,10 @@ fn reaper() -> mpsc::Sender<Pid> {
     }
 }
 
-type Job = (Spec, tokio::sync::oneshot::Sender<Result<Spawned, SpawnError>>);
+type Job = (
+    Spec,
+    tokio::sync::oneshot::Sender<Result<Spawned, SpawnError>>,
+);
 
 /// Starts `spec` on the spawner thread: one thread, started at the first close start and alive as long
 /// as the host, so that the parent-death signal of what it starts fires only when the host dies.

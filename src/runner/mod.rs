@@ -10,11 +10,12 @@
 
 pub mod child;
 pub mod classify;
+pub mod escapees;
 pub mod group;
+pub mod launch;
+pub mod leader;
 mod outcome;
 pub mod output;
-pub mod escapees;
-pub mod leader;
 mod pool;
 mod remote;
 mod spawn;
@@ -27,10 +28,11 @@ use std::time::Duration;
 use tokio_util::sync::CancellationToken;
 use workerhost_sdk::TaskDocument;
 
-pub use outcome::{Attempt, Outcome, OutcomeKind};
+pub use launch::Launch;
+pub use outcome::{Attempt, Outcome, OutcomeKind, Usage};
 pub use pool::Pool;
 pub use remote::RemoteRunner;
-pub use spawn::{Launch, SpawnRunner};
+pub use spawn::SpawnRunner;
 
 /// How a worker's attempts run; held by its registry entry.
 #[derive(Debug, Clone)]

@@ -1,6 +1,7 @@
 //! What one attempt came to ([`Outcome`], as in the outcome table of the protocol) and what the host
 //! keeps of it ([`Attempt`]).
 
+use crate::config::{CPU_HARD_EXTRA_SECONDS, Limits};
 use serde_json::Value;
 use std::time::{Duration, Instant};
 use workerhost_sdk::{ErrorField, LogLine};
@@ -25,6 +26,9 @@ pub enum Outcome {
     SpawnError { reason: String },
     /// The host is shutting down and killed the attempt; the task goes back to the queue.
     Interrupted,
+    /// Stopped by a limit of section 9 (SIGXCPU, SIGKILL at the hard CPU limit, or the SDK's
+    /// `MemoryError` under `memory_mb`). Retried only with `retry_on_resource_limit: true`.
+    ResourceLimit { reason: String },
 }
 
 /// The label used in metrics, logs, events and dead letters.
@@ -39,6 +43,7 @@ pub enum OutcomeKind {
     ProtocolError,
     SpawnError,
     Interrupted,
+    ResourceLimit,
 }
 
 impl OutcomeKind {
@@ -53,6 +58,7 @@ impl OutcomeKind {
             OutcomeKind::ProtocolError => "protocol_error",
             OutcomeKind::SpawnError => "spawn_error",
             OutcomeKind::Interrupted => "interrupted",
+            OutcomeKind::ResourceLimit => "resource_limit",
         }
     }
 
@@ -64,9 +70,10 @@ impl OutcomeKind {
             OutcomeKind::Failed | OutcomeKind::Crashed | OutcomeKind::Interrupted => {
                 exit::RETRIABLE
             }
-            OutcomeKind::Fatal | OutcomeKind::ProtocolError | OutcomeKind::SpawnError => {
-                exit::FATAL
-            }
+            OutcomeKind::Fatal
+            | OutcomeKind::ProtocolError
+            | OutcomeKind::SpawnError
+            | OutcomeKind::ResourceLimit => exit::FATAL,
             OutcomeKind::Timeout => exit::TIMEOUT,
         }
     }
@@ -93,6 +100,60 @@ impl Outcome {
             Outcome::ProtocolError { .. } => OutcomeKind::ProtocolError,
             Outcome::SpawnError { .. } => OutcomeKind::SpawnError,
             Outcome::Interrupted => OutcomeKind::Interrupted,
+            Outcome::ResourceLimit { .. } => OutcomeKind::ResourceLimit,
+        }
+    }
+
+    /// Whether `worker` may run the task again after this outcome (`resource_limit` only with
+    /// `retry_on_resource_limit: true`).
+    pub fn is_retriable_for(&self, worker: &crate::config::WorkerConfig) -> bool {
+        self.is_retriable()
+            || (self.kind() == OutcomeKind::ResourceLimit && worker.retry_on_resource_limit)
+    }
+
+    /// This outcome seen in the light of the worker's `limits`: a death by SIGXCPU, by SIGKILL once the
+    /// CPU time reached the hard limit, or an SDK-reported `MemoryError` under `memory_mb`, is the
+    /// outcome `resource_limit`. Anything else is unchanged.
+    pub fn under_limits(self, limits: &Limits, usage: Option<&Usage>) -> Outcome {
+        let cpu_ms = usage.map(|u| u.cpu_user_ms + u.cpu_system_ms);
+        match &self {
+            Outcome::Crashed {
+                signal: Some(sig), ..
+            } if *sig == libc::SIGXCPU => Outcome::ResourceLimit {
+                reason: match limits.cpu_seconds {
+                    Some(n) => format!("CPU time limit reached (limits.cpu_seconds: {n}): SIGXCPU"),
+                    None => "CPU time limit reached: SIGXCPU".into(),
+                },
+            },
+            Outcome::Crashed {
+                signal: Some(sig), ..
+            } if *sig == libc::SIGKILL
+                && limits
+                    .cpu_seconds
+                    .zip(cpu_ms)
+                    .is_some_and(|(n, ms)| ms + 500 >= n * 1000) =>
+            {
+                Outcome::ResourceLimit {
+                    reason: format!(
+                        "CPU time limit reached (limits.cpu_seconds: {}, hard limit {} s): SIGKILL",
+                        limits.cpu_seconds.unwrap_or(0),
+                        limits.cpu_seconds.unwrap_or(0) + CPU_HARD_EXTRA_SECONDS
+                    ),
+                }
+            }
+            Outcome::Failed {
+                error: ErrorField::Detailed(d),
+                ..
+            } if limits.memory_mb.is_some() && d.error_type.as_deref() == Some("MemoryError") => {
+                Outcome::ResourceLimit {
+                    reason: format!(
+                        "memory limit reached (limits.memory_mb: {}): {}",
+                        limits.memory_mb.unwrap_or(0),
+                        ErrorField::Detailed(d.clone()).message()
+                    ),
+                }
+            }
+            _ => self,
         }
     }
 
@@ -121,6 +182,7 @@ impl Outcome {
             Outcome::ProtocolError { reason } => format!("protocol error: {reason}"),
             Outcome::SpawnError { reason } => format!("spawn error: {reason}"),
             Outcome::Interrupted => "interrupted by host shutdown".into(),
+            Outcome::ResourceLimit { reason } => format!("resource limit: {reason}"),
         }
     }
 }
@@ -135,6 +197,21 @@ pub struct Attempt {
     pub logs: Vec<LogLine>,
     pub duration: Duration,
     pub exit_code: Option<i32>,
+    /// What the worker's process used (spawn mode; `None` where it is not measured).
+    pub usage: Option<Usage>,
+}
+
+/// An attempt's resource usage, as in the result document (`usage`).
+pub type Usage = workerhost_adapters::Usage;
+
+impl From<super::child::Rusage> for Usage {
+    fn from(r: super::child::Rusage) -> Usage {
+        Usage {
+            cpu_user_ms: r.user_us / 1000,
+            cpu_system_ms: r.system_us / 1000,
+            max_rss_kb: r.max_rss_kb,
+        }
+    }
 }
 
 impl Attempt {
@@ -151,6 +228,7 @@ impl Attempt {
             logs: Vec::new(),
             duration: started.elapsed(),
             exit_code,
+            usage: None,
         }
     }
 }

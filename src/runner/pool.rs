@@ -6,8 +6,9 @@
 //! replacement is counted in the worker's `restarts` (exported as `workerhost_worker_restarts_total`).
 
 use super::group::{self, Group, StartError};
+use super::launch::Launch;
+use super::leader::Leader;
 use super::output::{Serving, Tail, drain_stderr};
-use super::spawn::Launch;
 use super::{Attempt, Outcome, ProgressSink, classify};
 use crate::config::WorkerConfig;
 use std::os::unix::process::ExitStatusExt;
@@ -15,7 +16,7 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::process::{Child, ChildStdin, ChildStdout};
+use tokio::process::{ChildStdin, ChildStdout};
 use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use workerhost_sdk::{LogLine, TaskDocument};
@@ -41,8 +42,10 @@ impl std::fmt::Debug for Pool {
 }
 
 struct PoolProcess {
-    child: Child,
+    child: Leader,
     group: Group,
+    /// Marks the process and what it starts, for [`Group::sweep`].
+    token: u64,
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     served: u64,
@@ -52,8 +55,10 @@ struct PoolProcess {
 
 impl Drop for PoolProcess {
     fn drop(&mut self) {
-        // The group goes with the process: nothing a pool worker started outlives it.
+        // The group goes with the process, and what left the group: nothing a pool worker started
+        // outlives it.
         self.group.kill();
+        self.group.sweep(self.token);
     }
 }
 
@@ -93,14 +98,13 @@ impl Pool {
         cfg: &WorkerConfig,
         progress: &ProgressSink,
     ) -> Result<PoolProcess, StartError> {
-        let cmd = self.launch.command(cfg, None);
-        let (mut child, group) = group::start(cmd).await?;
+        let (mut child, group, token) = group::start_worker(&self.launch, cfg, None).await?;
         let (Some(stdin), Some(stdout), Some(stderr)) =
             (child.stdin.take(), child.stdout.take(), child.stderr.take())
         else {
-            return Err(StartError {
-                program: self.worker.clone(),
-                source: std::io::Error::other("the process has no stdio pipes"),
+            return Err(StartError::Invalid {
+                program: self.launch.program(),
+                reason: "the process has no stdio pipes".into(),
             });
         };
         let serving = Arc::new(Mutex::new(Serving::default()));
@@ -109,6 +113,7 @@ impl Pool {
         Ok(PoolProcess {
             child,
             group,
+            token,
             stdin,
             stdout: BufReader::new(stdout),
             served: 0,
@@ -146,6 +151,8 @@ impl Pool {
         }
         let read = exchange(&mut p, doc, cfg, kill).await;
         let (outcome, logs, keep) = self.judge(&mut p, read, doc, cfg).await;
+        let usage = p.child.usage().map(super::Usage::from);
+        let outcome = outcome.under_limits(&cfg.limits, usage.as_ref());
         let tail = p
             .serving
             .lock()
@@ -201,8 +208,9 @@ impl Pool {
             }
             Read::TimedOut => {
                 p.group.stop(&mut p.child, self.kill_grace).await;
-                // Whatever is left of the group goes too.
+                // Whatever is left of the group goes too, and what left it.
                 p.group.kill();
+                p.group.sweep(p.token);
                 (Outcome::Timeout { by_host: true }, Vec::new(), false)
             }
             Read::Killed => (Outcome::Interrupted, Vec::new(), false),

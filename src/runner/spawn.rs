@@ -2,93 +2,16 @@
 //! can kill the worker together with everything it started.
 
 use super::group;
+use super::launch::Launch;
 use super::output::{Serving, drain_stderr, read_capped};
-use super::{Attempt, Outcome, ProgressSink, classify};
-use crate::config::{WorkerConfig, WorkerKind};
-use std::ffi::OsString;
-use std::process::{ExitStatus, Stdio};
+use super::{Attempt, Outcome, ProgressSink, Usage, classify};
+use crate::config::WorkerConfig;
+use std::process::ExitStatus;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio::process::Command;
 use tokio_util::sync::CancellationToken;
 use workerhost_sdk::TaskDocument;
-
-/// Variables of the host's own environment that every worker gets; everything else (API keys, tokens)
-/// stays in the host unless the worker lists it in `env_passthrough`.
-const BASE_ENV: &[&str] = &["PATH", "HOME", "LANG", "TZ"];
-
-/// The program and arguments of a process worker (python or command; a remote worker has none).
-#[derive(Debug, Clone, PartialEq)]
-pub struct Launch {
-    program: OsString,
-    args: Vec<String>,
-}
-
-impl Launch {
-    /// `None` for a remote worker (and for an empty argv, which config validation rules out).
-    pub fn of(kind: &WorkerKind) -> Option<Launch> {
-        match kind {
-            WorkerKind::Python {
-                interpreter,
-                module,
-                function,
-            } => {
-                let args = match function {
-                    Some(f) => vec!["-c".into(), format!("from {module} import {f}; {f}()")],
-                    None => vec!["-m".into(), module.clone()],
-                };
-                Some(Launch {
-                    program: interpreter.clone().into_os_string(),
-                    args,
-                })
-            }
-            WorkerKind::Command { argv } => {
-                let (program, args) = argv.split_first()?;
-                Some(Launch {
-                    program: program.into(),
-                    args: args.to_vec(),
-                })
-            }
-            WorkerKind::Remote { .. } => None,
-        }
-    }
-
-    /// The command line, working directory and environment for `worker`: for one attempt (`doc`), or
-    /// for a pool process (`None`), which learns each task from its stdin line instead of its
-    /// environment. All three pipes are set up.
-    pub fn command(&self, worker: &WorkerConfig, doc: Option<&TaskDocument>) -> Command {
-        let mut cmd = Command::new(&self.program);
-        cmd.args(&self.args);
-        if let Some(dir) = &worker.project_path {
-            cmd.current_dir(dir);
-        }
-        cmd.env_clear();
-        for name in BASE_ENV
-            .iter()
-            .copied()
-            .chain(worker.env_passthrough.iter().map(String::as_str))
-        {
-            if let Some(v) = std::env::var_os(name) {
-                cmd.env(name, v);
-            }
-        }
-        cmd.envs(&worker.env);
-        cmd.env("WORKERHOST_WORKER", &worker.name);
-        match doc {
-            Some(doc) => cmd
-                .env("WORKERHOST_TASK_ID", &doc.id)
-                .env("WORKERHOST_TASK_TYPE", &doc.task_type)
-                .env("WORKERHOST_ATTEMPT", doc.attempt.to_string())
-                .env("WORKERHOST_MODE", "spawn"),
-            None => cmd.env("WORKERHOST_MODE", "pool"),
-        };
-        cmd.stdin(Stdio::piped())
-            .stdout(Stdio::piped())
-            .stderr(Stdio::piped());
-        cmd
-    }
-}
 
 /// Runs attempts as fresh processes.
 #[derive(Debug, Clone)]
@@ -107,6 +30,10 @@ enum Ended {
 impl SpawnRunner {
     /// Runs one attempt. `kill` is the host's forced-stop signal: the process group is killed at once
     /// and the attempt ends [`Outcome::Interrupted`].
+    ///
+    /// The timeout holds from the start to the end of the output, whatever holds the pipes: when the
+    /// leader ends (or is stopped), its group is killed and so is what left the group
+    /// ([`group::Group::sweep`]); output still open `kill_grace` + 1 s after the timeout is abandoned.
     pub async fn run(
         &self,
         worker: &WorkerConfig,
@@ -115,18 +42,19 @@ impl SpawnRunner {
         progress: &ProgressSink,
     ) -> Attempt {
         let started = Instant::now();
-        let cmd = self.launch.command(worker, Some(doc));
+        let deadline = tokio::time::Instant::now() + worker.timeout;
         let serving = Mutex::new(Serving {
             task_id: Some(doc.id.clone()),
             ..Serving::default()
         });
-        let (mut child, group) = match group::start(cmd).await {
-            Ok(c) => c,
-            Err(e) => {
-                let reason = e.to_string();
-                return attempt(Outcome::SpawnError { reason }, started, &serving, None);
-            }
-        };
+        let (mut child, group, token) =
+            match group::start_worker(&self.launch, worker, Some(doc)).await {
+                Ok(c) => c,
+                Err(e) => {
+                    let reason = e.to_string();
+                    return attempt(Outcome::SpawnError { reason }, started, &serving, None);
+                }
+            };
 
         // stdin: one document, then EOF. A worker that exits without reading gives EPIPE: not our problem.
         // Feeding stdin, reading stdout and stderr and waiting all run in this task (no task per pipe).
@@ -159,7 +87,7 @@ impl SpawnRunner {
         let wait = async {
             let ended = tokio::select! {
                 status = child.wait() => Ended::Exited(status),
-                _ = tokio::time::sleep(worker.timeout) => Ended::TimedOut,
+                _ = tokio::time::sleep_until(deadline) => Ended::TimedOut,
                 _ = kill.cancelled() => Ended::Killed,
             };
             let status = match &ended {
@@ -174,13 +102,24 @@ impl SpawnRunner {
                     None
                 }
             };
-            // The leader is gone: whatever it left running in its group goes too (a worker must not leave
-            // orphans behind, and an orphan holding stdout open would keep us waiting for EOF).
+            // The leader is gone: whatever it left running goes too, in its group or not (a worker
+            // must not leave orphans behind, and one holding stdout open would keep us waiting).
             group.kill();
-            (ended, status)
+            group.sweep(token);
+            (ended, status, child.usage())
         };
         // Once the process is gone, an unfinished stdin write is dropped (it can only fail now).
-        let (_, out, (ended, status)) = tokio::join!(drain, read, alongside(feed, wait));
+        let joined = async { tokio::join!(drain, read, alongside(feed, wait)) };
+        let abandon = deadline + self.kill_grace + Duration::from_secs(1);
+        let (out, ended, status, usage) = match tokio::time::timeout_at(abandon, joined).await {
+            Ok((_, out, (ended, status, usage))) => (out, ended, status, usage),
+            Err(_) => {
+                // The leader is reaped, but something unseen still holds its output open.
+                group.kill();
+                group.sweep(token);
+                (Ok(Vec::new()), Ended::TimedOut, None, None)
+            }
+        };
 
         let (outcome, logs) = match ended {
             Ended::TimedOut => (Outcome::Timeout { by_host: true }, Vec::new()),
@@ -200,8 +139,11 @@ impl SpawnRunner {
                 }),
             },
         };
+        let usage = usage.map(Usage::from);
+        let outcome = outcome.under_limits(&worker.limits, usage.as_ref());
         let mut a = attempt(outcome, started, &serving, status.and_then(|s| s.code()));
         a.logs = logs;
+        a.usage = usage;
         a
     }
 }

@@ -134,6 +134,7 @@ fn doc(id: &str, status: &str) -> ResultDocument {
         finished_at: now,
         duration_ms: 1,
         correlation_id: None,
+        usage: None,
     }
 }
 

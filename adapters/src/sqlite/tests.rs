@@ -63,6 +63,7 @@ fn doc(id: &str, status: &str, host: &str, result: Value) -> ResultDocument {
         finished_at: rfc3339_ms(1),
         duration_ms: 1,
         correlation_id: None,
+        usage: None,
     }
 }
 

@@ -2,7 +2,9 @@
 //! workers (duplicate names, a task type claimed twice).
 
 use super::super::locate::{index_path, key_path};
-use super::super::{DEFAULT_MAX_OUTPUT_BYTES, Mode, RetryPolicy, WorkerConfig, WorkerKind};
+use super::super::{
+    DEFAULT_MAX_OUTPUT_BYTES, Limits, Mode, RetryPolicy, RunAs, WorkerConfig, WorkerKind,
+};
 use super::fields::{Ctx, get, is_identifier, kind, to_json};
 use serde_yaml::{Mapping, Value};
 use std::collections::{BTreeMap, HashMap};
@@ -18,6 +20,9 @@ const DEFAULT_KEYS: &[&str] = &[
     "concurrency",
     "env",
     "env_passthrough",
+    "limits",
+    "retry_on_resource_limit",
+    "user",
 ];
 const RETRY_KEYS: &[&str] = &[
     "base_delay_seconds",
@@ -47,6 +52,9 @@ const WORKER_KEYS: &[&str] = &[
     "mode",
     "pool_size",
     "max_tasks_per_process",
+    "limits",
+    "retry_on_resource_limit",
+    "user",
 ];
 
 /// What every worker inherits.
@@ -59,6 +67,9 @@ pub(super) struct Defaults {
     concurrency: Option<usize>,
     env: BTreeMap<String, String>,
     env_passthrough: Vec<String>,
+    limits: Limits,
+    retry_on_resource_limit: bool,
+    user: Option<RunAs>,
 }
 
 /// Reads `defaults:`. `tm_max_deliveries` (`task_manager.max_deliveries`) is the fallback for
@@ -82,6 +93,37 @@ pub(super) fn defaults(ctx: &mut Ctx, root: &Mapping, tm_max_deliveries: Option<
         concurrency: ctx.usize(m, p, "concurrency", 1),
         env: env_map(ctx, m, p).unwrap_or_default(),
         env_passthrough: names(ctx, m, p, "env_passthrough").unwrap_or_default(),
+        limits: limits(ctx, m, p),
+        retry_on_resource_limit: ctx
+            .boolean(m, p, "retry_on_resource_limit")
+            .unwrap_or(false),
+        user: user(ctx, m, p),
+    }
+}
+
+/// `limits:` under `path` (each a whole number of at least 1).
+fn limits(ctx: &mut Ctx, m: &Mapping, path: &str) -> Limits {
+    let Some(l) = ctx.mapping(m, path, "limits", Some(Limits::KEYS)) else {
+        return Limits::default();
+    };
+    let p = key_path(path, "limits");
+    Limits {
+        memory_mb: ctx.uint(l, &p, "memory_mb", 1),
+        cpu_seconds: ctx.uint(l, &p, "cpu_seconds", 1),
+        open_files: ctx.uint(l, &p, "open_files", 1),
+        processes: ctx.uint(l, &p, "processes", 1),
+    }
+}
+
+/// `user:` under `path`, looked up now (an unknown user, or a host that is not root, is a problem).
+fn user(ctx: &mut Ctx, m: &Mapping, path: &str) -> Option<RunAs> {
+    let name = ctx.string(m, path, "user")?;
+    match RunAs::resolve(&name) {
+        Ok(u) => Some(u),
+        Err(e) => {
+            ctx.problem(&key_path(path, "user"), e);
+            None
+        }
     }
 }
 
@@ -275,6 +317,12 @@ fn worker(
     let pool_size = ctx.usize(m, path, "pool_size", 1).unwrap_or(1);
     let max_tasks_per_process = ctx.uint(m, path, "max_tasks_per_process", 1);
     let description = ctx.string(m, path, "description");
+    let limits = limits(ctx, m, path).over(d.limits);
+    let retry_on_resource_limit = ctx.boolean(m, path, "retry_on_resource_limit");
+    let user = match get(m, "user") {
+        Some(_) => user(ctx, m, path),
+        None => d.user.clone(),
+    };
     // Every field is read (and its problems recorded) before giving up on a worker without a kind.
     Some(WorkerConfig {
         name,
@@ -294,6 +342,9 @@ fn worker(
         max_tasks_per_process,
         description,
         metadata,
+        limits,
+        retry_on_resource_limit: retry_on_resource_limit.unwrap_or(d.retry_on_resource_limit),
+        user,
     })
 }
 

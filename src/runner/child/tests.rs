@@ -48,7 +48,12 @@ fn the_child_gets_its_group_env_cwd_limits_and_default_sigpipe() {
     let pid = s.pid;
     let (out, status, _) = stdout_of(s);
     assert!(status.success(), "{status:?} {out}");
-    let first: Vec<&str> = out.lines().next().unwrap_or("").split_whitespace().collect();
+    let first: Vec<&str> = out
+        .lines()
+        .next()
+        .unwrap_or("")
+        .split_whitespace()
+        .collect();
     assert_eq!(&first[..4], ["here", "/tmp", "77", "9"], "{out}");
     assert_eq!(first[4], first[5], "own process group: {out}");
     assert_eq!(first[5], pid.to_string());
@@ -105,8 +110,10 @@ fn the_parent_death_signal_is_sigkill() {
         argv: vec![
             c("python3"),
             c("-c"),
-            c("import ctypes,ctypes.util; l=ctypes.CDLL(None); v=ctypes.c_int(); \
-               l.prctl(2, ctypes.byref(v), 0, 0, 0); print(v.value)"),
+            c(
+                "import ctypes,ctypes.util; l=ctypes.CDLL(None); v=ctypes.c_int(); \
+               l.prctl(2, ctypes.byref(v), 0, 0, 0); print(v.value)",
+            ),
         ],
         env: Vec::new(),
         cwd: None,

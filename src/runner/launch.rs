@@ -1,0 +1,177 @@
+//! What a worker process is started as: program, arguments, working directory, environment, and the
+//! limits and user of section 9, all turned into the [`Spec`] that [`super::child::spawn`] executes.
+
+use super::child::{ChildSetup, Spec};
+use super::leader::TOKEN_VAR;
+use crate::config::{CPU_HARD_EXTRA_SECONDS, Limits, WorkerConfig, WorkerKind};
+use nix::sys::resource::Resource;
+use nix::unistd::{Gid, Uid};
+use std::collections::BTreeMap;
+use std::ffi::{CString, OsStr, OsString};
+use std::os::unix::ffi::{OsStrExt, OsStringExt};
+use std::path::{Path, PathBuf};
+
+/// Variables of the host's own environment that every worker gets; everything else (API keys, tokens)
+/// stays in the host unless the worker lists it in `env_passthrough`.
+const BASE_ENV: &[&str] = &["PATH", "HOME", "LANG", "TZ"];
+
+/// The program and arguments of a process worker (python or command; a remote worker has none).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Launch {
+    program: OsString,
+    args: Vec<String>,
+}
+
+impl Launch {
+    /// `None` for a remote worker (and for an empty argv, which config validation rules out).
+    pub fn of(kind: &WorkerKind) -> Option<Launch> {
+        match kind {
+            WorkerKind::Python {
+                interpreter,
+                module,
+                function,
+            } => {
+                let args = match function {
+                    Some(f) => vec!["-c".into(), format!("from {module} import {f}; {f}()")],
+                    None => vec!["-m".into(), module.clone()],
+                };
+                Some(Launch {
+                    program: interpreter.clone().into_os_string(),
+                    args,
+                })
+            }
+            WorkerKind::Command { argv } => {
+                let (program, args) = argv.split_first()?;
+                Some(Launch {
+                    program: program.into(),
+                    args: args.to_vec(),
+                })
+            }
+            WorkerKind::Remote { .. } => None,
+        }
+    }
+
+    /// The program as configured (for messages).
+    pub fn program(&self) -> String {
+        self.program.to_string_lossy().into_owned()
+    }
+
+    /// What to start for `worker`: for one attempt (`doc`: its id, type and attempt in the environment),
+    /// or for a pool process (`None`), which learns each task from its stdin line instead. `token`
+    /// marks the process and all it starts (see [`super::escapees`]).
+    pub fn spec(
+        &self,
+        worker: &WorkerConfig,
+        doc: Option<&workerhost_sdk::TaskDocument>,
+        token: u64,
+    ) -> Result<Spec, String> {
+        let mut env: BTreeMap<OsString, OsString> = BTreeMap::new();
+        for name in BASE_ENV
+            .iter()
+            .copied()
+            .chain(worker.env_passthrough.iter().map(String::as_str))
+        {
+            if let Some(v) = std::env::var_os(name) {
+                env.insert(name.into(), v);
+            }
+        }
+        if let Some(u) = &worker.user {
+            env.insert("HOME".into(), u.home.clone().into_os_string());
+            env.insert("USER".into(), u.name.clone().into());
+            env.insert("LOGNAME".into(), u.name.clone().into());
+        }
+        env.extend(worker.env.iter().map(|(k, v)| (k.into(), v.into())));
+        let mut set = |k: &str, v: String| env.insert(k.into(), v.into());
+        set("WORKERHOST_WORKER", worker.name.clone());
+        match doc {
+            Some(doc) => {
+                set("WORKERHOST_TASK_ID", doc.id.clone());
+                set("WORKERHOST_TASK_TYPE", doc.task_type.clone());
+                set("WORKERHOST_ATTEMPT", doc.attempt.to_string());
+                set("WORKERHOST_MODE", "spawn".into());
+            }
+            None => {
+                set("WORKERHOST_MODE", "pool".into());
+            }
+        }
+        set(TOKEN_VAR, token.to_string());
+        let program = resolve(&self.program, env.get(OsStr::new("PATH")));
+        let c = |bytes: Vec<u8>, what: &str| {
+            CString::new(bytes).map_err(|_| format!("{what} contains a NUL byte"))
+        };
+        let mut argv = vec![c(self.program.as_bytes().to_vec(), "the program")?];
+        for a in &self.args {
+            argv.push(c(a.as_bytes().to_vec(), "an argument")?);
+        }
+        let mut envp = Vec::with_capacity(env.len());
+        for (k, v) in env {
+            let mut kv = k.into_vec();
+            kv.push(b'=');
+            kv.extend_from_slice(v.as_bytes());
+            envp.push(c(kv, "an environment variable")?);
+        }
+        let cwd = match &worker.project_path {
+            Some(d) => Some(c(d.as_os_str().as_bytes().to_vec(), "project_path")?),
+            None => None,
+        };
+        Ok(Spec {
+            program: c(program.into_os_string().into_vec(), "the program")?,
+            argv,
+            env: envp,
+            cwd,
+            setup: setup(worker),
+        })
+    }
+}
+
+/// The limits and user of `worker`, for the child.
+pub fn setup(worker: &WorkerConfig) -> ChildSetup {
+    let Limits {
+        memory_mb,
+        cpu_seconds,
+        open_files,
+        processes,
+    } = worker.limits;
+    let mut s = ChildSetup::default();
+    if let Some(mb) = memory_mb {
+        let bytes = mb.saturating_mul(1024 * 1024);
+        s = s.limit(Resource::RLIMIT_AS, bytes, bytes);
+    }
+    if let Some(secs) = cpu_seconds {
+        s = s.limit(
+            Resource::RLIMIT_CPU,
+            secs,
+            secs.saturating_add(CPU_HARD_EXTRA_SECONDS),
+        );
+    }
+    if let Some(n) = open_files {
+        s = s.limit(Resource::RLIMIT_NOFILE, n, n);
+    }
+    if let Some(n) = processes {
+        s = s.limit(Resource::RLIMIT_NPROC, n, n);
+    }
+    if let Some(u) = &worker.user {
+        s = s.user(Uid::from_raw(u.uid), Gid::from_raw(u.gid));
+    }
+    s
+}
+
+/// A bare program name (no `/`) looked up on `path` (the worker's `PATH`), as `execvp` would; a name
+/// found nowhere is kept, and its `exec` fails with "No such file or directory".
+fn resolve(program: &OsStr, path: Option<&OsString>) -> PathBuf {
+    if program.as_bytes().contains(&b'/') {
+        return PathBuf::from(program);
+    }
+    let search = path
+        .map(OsString::as_os_str)
+        .unwrap_or(OsStr::new("/usr/bin:/bin"));
+    std::env::split_paths(search)
+        .map(|dir| dir.join(program))
+        .find(|p| is_executable(p))
+        .unwrap_or_else(|| PathBuf::from(program))
+}
+
+fn is_executable(p: &Path) -> bool {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::metadata(p).is_ok_and(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+}
