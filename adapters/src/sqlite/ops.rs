@@ -47,6 +47,7 @@ pub(super) fn cancelled_doc(
         finished_at: now,
         duration_ms: 0,
         correlation_id: None,
+        usage: None,
     };
     serde_json::to_string(&doc).unwrap_or_default()
 }
