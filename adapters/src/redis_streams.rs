@@ -21,6 +21,7 @@
 //!   `status` only once they have a result.
 
 mod due;
+mod op_scripts;
 mod ops;
 mod parse;
 mod scripts;
@@ -28,9 +29,10 @@ mod status;
 #[cfg(test)]
 mod tests;
 
+use crate::ops::{Cancelled, DeadFilter, DeadLetter, DeadSelection, OpsError, TypeDepth};
 use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
-    Revoked, TaskStatus,
+    RevokeReason, Revoked, TaskStatus,
 };
 use parse::{Redactor, Settings, text};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -103,6 +105,10 @@ struct State {
     /// Entry ids this host holds (claimed, not yet settled or handed back).
     inflight: Mutex<HashSet<String>>,
     takeover: tokio::sync::Mutex<Takeover>,
+    /// The paused types and when they were read (see [`ops::PAUSED_EVERY`]).
+    paused: Mutex<Option<(Instant, HashSet<String>)>>,
+    /// Task ids whose renewal said "cancelled": their settle clears the pending cancel.
+    cancelled: Mutex<HashSet<String>>,
     /// When due tasks are next moved into the stream (ms since the epoch; see [`due`]).
     next_due: AtomicI64,
 }
@@ -154,6 +160,8 @@ impl RedisSource {
                 red,
                 scripts: Scripts::new(),
                 inflight: Mutex::default(),
+                paused: Mutex::default(),
+                cancelled: Mutex::default(),
                 takeover: tokio::sync::Mutex::new(Takeover {
                     cursor: "0-0".into(),
                     next: now,
@@ -230,6 +238,17 @@ impl RedisSource {
             Err(e) if e.code() == Some("BUSYGROUP") => Ok(()),
             Err(e) => Err(self.err(&e)),
         }
+    }
+
+    fn paused_cache(&self) -> std::sync::MutexGuard<'_, Option<(Instant, HashSet<String>)>> {
+        self.s.paused.lock().unwrap_or_else(PoisonError::into_inner)
+    }
+
+    fn cancelled(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
+        self.s
+            .cancelled
+            .lock()
+            .unwrap_or_else(PoisonError::into_inner)
     }
 
     fn inflight(&self) -> std::sync::MutexGuard<'_, HashSet<String>> {
@@ -371,70 +390,12 @@ impl RedisSource {
     }
 }
 
-impl Consumer for RedisSource {
-    fn kind(&self) -> &'static str {
-        "redis"
-    }
-
-    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Delivery>, AdapterError> {
-        let want = req.total();
-        if want == 0 {
-            return Ok(Vec::new());
-        }
-        self.move_due().await?;
-        let mut out = self.take_over(want).await?;
-        if out.len() < want {
-            // Block only when nothing was taken over: those must start now.
-            match self.read_new(want - out.len(), out.is_empty()).await {
-                Ok(more) => out.extend(more),
-                Err(e) if out.is_empty() => return Err(e),
-                Err(e) => tracing::warn!(error = %e, "cannot read new entries"),
-            }
-        }
-        self.inflight()
-            .extend(out.iter().map(|d| d.lease.receipt.clone()));
-        // An entry added by hand with a `run_at` still ahead waits in the due set, not in a slot.
-        let now = crate::now_ms();
-        let mut ready = Vec::with_capacity(out.len());
-        for d in out {
-            match &d.envelope {
-                Ok(env) if env.is_scheduled(now) => {
-                    let env = env.clone();
-                    if let Err(e) = self.defer(&d.lease, &env).await {
-                        tracing::warn!(task_id = %env.id, error = %e, "cannot move a task that is not due yet to the due set; it is delivered again later");
-                    }
-                }
-                _ => ready.push(d),
-            }
-        }
-        Ok(ready)
-    }
-
-    async fn renew(&self, leases: &[Lease]) -> Result<Vec<Revoked>, AdapterError> {
-        if leases.is_empty() {
-            return Ok(Vec::new());
-        }
-        let mut c = self.eval(&self.s.scripts.renew, &[&self.s.keys.stream]);
-        c.arg(&self.s.group).arg(&self.s.consumer);
-        for l in leases {
-            c.arg(&l.receipt);
-        }
-        let lost: HashSet<String> = parse::items(self.query(&c).await?)
-            .iter()
-            .filter_map(text)
-            .collect();
-        Ok(leases
-            .iter()
-            .filter(|l| lost.contains(&l.receipt))
-            .cloned()
-            .map(Revoked::lost)
-            .collect())
-    }
-
-    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
-        if doc.status != "succeeded" && doc.status != "dead" {
+impl RedisSource {
+    /// Records the outcome (see [`Consumer::settle`]); a `cancelled` one is stored like a success.
+    async fn settle_entry(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
+        if !matches!(doc.status.as_str(), "succeeded" | "dead" | "cancelled") {
             return Err(AdapterError::Invalid(format!(
-                "task {}: a result's status is succeeded or dead, not {:?}",
+                "task {}: a result's status is succeeded, dead or cancelled, not {:?}",
                 lease.task_id, doc.status
             )));
         }
@@ -472,6 +433,96 @@ impl Consumer for RedisSource {
                 id: lease.task_id.clone(),
             }),
         }
+    }
+}
+
+impl Consumer for RedisSource {
+    fn kind(&self) -> &'static str {
+        "redis"
+    }
+
+    async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Delivery>, AdapterError> {
+        let want = req.total();
+        if want == 0 {
+            return Ok(Vec::new());
+        }
+        self.move_due().await?;
+        let mut out = self.take_over(want).await?;
+        if out.len() < want {
+            // Block only when nothing was taken over: those must start now.
+            match self.read_new(want - out.len(), out.is_empty()).await {
+                Ok(more) => out.extend(more),
+                Err(e) if out.is_empty() => return Err(e),
+                Err(e) => tracing::warn!(error = %e, "cannot read new entries"),
+            }
+        }
+        self.inflight()
+            .extend(out.iter().map(|d| d.lease.receipt.clone()));
+        // An entry added by hand with a `run_at` still ahead waits in the due set, not in a slot.
+        let now = crate::now_ms();
+        let mut ready = Vec::with_capacity(out.len());
+        for d in out {
+            match &d.envelope {
+                Ok(env) if env.is_scheduled(now) => {
+                    let env = env.clone();
+                    if let Err(e) = self.defer(&d.lease, &env).await {
+                        tracing::warn!(task_id = %env.id, error = %e, "cannot move a task that is not due yet to the due set; it is delivered again later");
+                    }
+                }
+                _ => ready.push(d),
+            }
+        }
+        Ok(self.park_paused(ready).await)
+    }
+
+    async fn renew(&self, leases: &[Lease]) -> Result<Vec<Revoked>, AdapterError> {
+        if leases.is_empty() {
+            return Ok(Vec::new());
+        }
+        let mut c = self.eval(&self.s.scripts.renew, &[&self.s.keys.stream]);
+        c.arg(&self.s.group).arg(&self.s.consumer);
+        for l in leases {
+            c.arg(&l.receipt);
+        }
+        let lost: HashSet<String> = parse::items(self.query(&c).await?)
+            .iter()
+            .filter_map(text)
+            .collect();
+        let mut revoked: Vec<Revoked> = leases
+            .iter()
+            .filter(|l| lost.contains(&l.receipt))
+            .cloned()
+            .map(Revoked::lost)
+            .collect();
+        // Held still: is a cancel pending for any? (Their leases stay renewed: they settle `cancelled`.)
+        let held: Vec<&Lease> = leases
+            .iter()
+            .filter(|l| !lost.contains(&l.receipt))
+            .collect();
+        if !held.is_empty() {
+            let ids: Vec<&str> = held.iter().map(|l| l.task_id.as_str()).collect();
+            let pending = self.cancel_pending(&ids).await?;
+            for (l, cancel) in held.into_iter().zip(pending) {
+                if cancel {
+                    self.cancelled().insert(l.task_id.clone());
+                    revoked.push(Revoked {
+                        lease: l.clone(),
+                        reason: RevokeReason::Cancelled,
+                    });
+                }
+            }
+        }
+        Ok(revoked)
+    }
+
+    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
+        let r = self.settle_entry(lease, doc).await;
+        if !matches!(r, Err(AdapterError::Unavailable(_)))
+            && self.cancelled().remove(&lease.task_id)
+        {
+            self.cancel_done(&lease.task_id).await;
+        }
+        r
     }
 
     /// Hands the entry back: re-added as a new entry (so a waiting host gets it at once) carrying the
@@ -553,5 +604,24 @@ impl Queue for RedisSource {
     /// Redis keeps only the result document once the entry is acked.
     async fn status(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
         self.lookup(id).await
+    }
+
+    async fn cancel(&self, id: &str) -> Result<Cancelled, OpsError> {
+        self.op_cancel(id).await
+    }
+    async fn dead_list(&self, f: &DeadFilter) -> Result<Vec<DeadLetter>, OpsError> {
+        self.op_dead_list(f).await
+    }
+    async fn dead_retry(&self, which: &DeadSelection) -> Result<u64, OpsError> {
+        self.op_dead_retry(which).await
+    }
+    async fn dead_purge(&self, f: &DeadFilter) -> Result<u64, OpsError> {
+        self.op_dead_purge(f).await
+    }
+    async fn depth(&self) -> Result<Vec<TypeDepth>, OpsError> {
+        self.op_depth().await
+    }
+    async fn set_paused(&self, task_type: &str, paused: bool) -> Result<(), OpsError> {
+        self.op_set_paused(task_type, paused).await
     }
 }

@@ -5,6 +5,7 @@
 
 mod faults;
 mod flow;
+mod ops;
 #[path = "../support/mod.rs"]
 mod support;
 

@@ -29,7 +29,7 @@ pub(super) const SUBMIT_DUE: &str = r#"
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
 if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then return false end
 local old = redis.call('HGET', KEYS[3], ARGV[1])
-if old and entry(KEYS[1], old) then return false end
+if old and (string.sub(old, 1, 7) == 'parked:' or entry(KEYS[1], old)) then return false end
 redis.call('HSET', KEYS[4], ARGV[1], ARGV[2])
 redis.call('ZADD', KEYS[5], ARGV[3], ARGV[1])
 return 1

@@ -6,7 +6,7 @@
 //! another host's `XAUTOCLAIM` gets 0 back and reports the lease lost.
 
 /// Helpers shared by the scripts (prepended to each).
-const COMMON: &str = r#"
+pub(super) const COMMON: &str = r#"
 local function pending(stream, group, id)
   local p = redis.pcall('XPENDING', stream, group, id, id, 1)
   if type(p) ~= 'table' or p.err or p[1] == nil then return nil, 0 end
@@ -135,7 +135,7 @@ const SUBMIT: &str = r#"
 if redis.call('EXISTS', KEYS[2]) == 1 then return false end
 if redis.call('HEXISTS', KEYS[4], ARGV[1]) == 1 then return false end
 local old = redis.call('HGET', KEYS[3], ARGV[1])
-if old and entry(KEYS[1], old) then return false end
+if old and (string.sub(old, 1, 7) == 'parked:' or entry(KEYS[1], old)) then return false end
 local id = redis.call('XADD', KEYS[1], '*', 'task', ARGV[2])
 redis.call('HSET', KEYS[3], ARGV[1], id)
 return id

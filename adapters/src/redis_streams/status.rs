@@ -40,6 +40,10 @@ impl RedisSource {
         let Some(entry) = text(&self.query(&hget).await?) else {
             return Ok(None);
         };
+        if entry.starts_with("parked:") {
+            // Its type is paused: the entry waits in `<stream>:parked` until `resume`.
+            return self.parked_status(id, &entry["parked:".len()..]).await;
+        }
         let mut range = redis::cmd("XRANGE");
         range.arg(&self.s.keys.stream).arg(&entry).arg(&entry);
         let Some(first) = parse::items(self.query(&range).await?).into_iter().next() else {
