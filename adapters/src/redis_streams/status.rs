@@ -40,9 +40,9 @@ impl RedisSource {
         let Some(entry) = text(&self.query(&hget).await?) else {
             return Ok(None);
         };
-        if entry.starts_with("parked:") {
+        if let Some(parked) = entry.strip_prefix("parked:") {
             // Its type is paused: the entry waits in `<stream>:parked` until `resume`.
-            return self.parked_status(id, &entry["parked:".len()..]).await;
+            return self.parked_status(id, parked).await;
         }
         let mut range = redis::cmd("XRANGE");
         range.arg(&self.s.keys.stream).arg(&entry).arg(&entry);
