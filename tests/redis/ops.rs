@@ -183,3 +183,20 @@ fn purge_filters_by_age_and_type() {
     assert!(s.dead().is_empty());
     assert!(p.status("a").is_none(), "a purged task is gone");
 }
+
+#[test]
+fn a_scheduled_task_counts_as_scheduled_and_cancels() {
+    let Some(s) = Stream::shared("ops-sched") else {
+        return;
+    };
+    let p = Project::new();
+    let w = breakable_worker(&p);
+    p.config_with(&s.tm(""), "", &w);
+    let out = p.run(&["submit", "--type", "T", "--id", "later", "--delay", "1h"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(depth_of(&p, "T")["scheduled"], 1);
+    let out = p.run(&["cancel", "later"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(p.status("later").expect("later")["status"], "cancelled");
+    assert_eq!(depth_of(&p, "T")["scheduled"], 0);
+}
