@@ -84,6 +84,7 @@ struct Statements {
     settle: String,
     settled_before: String,
     release: String,
+    requeue: String,
     insert: String,
     status: String,
 }
@@ -98,6 +99,7 @@ impl Statements {
             settle: f(settle::SETTLE),
             settled_before: f(settle::SETTLED_BEFORE),
             release: f(settle::RELEASE),
+            requeue: f(settle::REQUEUE),
             insert: f(queue::INSERT),
             status: f(queue::STATUS),
         }
@@ -294,6 +296,10 @@ impl Consumer for PostgresSource {
 
     async fn release(&self, lease: &Lease) -> Result<(), AdapterError> {
         settle::release(&self.s, lease).await
+    }
+
+    async fn requeue(&self, lease: &Lease, task: &Envelope) -> Result<(), AdapterError> {
+        settle::requeue(&self.s, lease, task).await
     }
 
     async fn ping(&self) -> Result<(), AdapterError> {

@@ -15,7 +15,7 @@ ON CONFLICT (id) DO NOTHING RETURNING id";
 pub const STATUS: &str = "
 SELECT id, type,
        CASE WHEN status = 'scheduled' AND run_at <= now() THEN 'queued' ELSE status END,
-       deliveries, result
+       deliveries, result, (extract(epoch FROM run_at) * 1000)::bigint, attempts, error
 FROM {s}.tasks WHERE id = $1";
 
 pub async fn submit(s: &Shared, e: &Envelope) -> Result<(), AdapterError> {
@@ -68,11 +68,22 @@ pub async fn status(s: &Shared, id: &str) -> Result<Option<TaskStatus>, AdapterE
         })?),
     };
     let deliveries: i32 = r.try_get(3).map_err(bad)?;
+    let status: String = r.try_get(2).map_err(bad)?;
+    let waiting = status == "scheduled";
+    let run_at: i64 = r.try_get(5).map_err(bad)?;
+    let attempts: i32 = r.try_get(6).map_err(bad)?;
     Ok(Some(TaskStatus {
         id: r.try_get(0).map_err(bad)?,
         task_type: r.try_get(1).map_err(bad)?,
-        status: r.try_get(2).map_err(bad)?,
+        status,
         deliveries: u32::try_from(deliveries).unwrap_or(0),
         result,
+        run_at: waiting.then_some(crate::Stamp(run_at)),
+        attempts: u32::try_from(attempts).unwrap_or(0),
+        last_error: if waiting {
+            r.try_get(7).map_err(bad)?
+        } else {
+            None
+        },
     }))
 }

@@ -42,6 +42,45 @@ SET status = CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END,
     deliveries = GREATEST(deliveries - 1, 0), lease_owner = NULL, lease_until = NULL
 WHERE id = $1 AND lease_token = $2 AND lease_owner = $3 AND status = 'running'";
 
+/// A retry that waits in the queue: `$1` id, `$2` token, `$3` this host's id, `$4` due time in ms since
+/// the epoch, `$5` attempts so far, `$6` the last error. A recorded outcome: deliveries start again.
+pub const REQUEUE: &str = "
+UPDATE {s}.tasks
+SET run_at = to_timestamp($4::bigint / 1000.0), attempts = $5, error = $6, deliveries = 0,
+    status = CASE WHEN to_timestamp($4::bigint / 1000.0) > now() THEN 'scheduled' ELSE 'queued' END,
+    lease_owner = NULL, lease_until = NULL
+WHERE id = $1 AND lease_token = $2 AND lease_owner = $3 AND status = 'running'";
+
+/// Puts the task back as a scheduled retry (see [`REQUEUE`]).
+pub async fn requeue(
+    s: &Shared,
+    lease: &Lease,
+    task: &crate::Envelope,
+) -> Result<(), AdapterError> {
+    let tok = token(lease).ok_or_else(|| lost(lease))?;
+    let due = task.run_at.map_or_else(crate::now_ms, |t| t.0);
+    let attempts = i32::try_from(task.attempts).unwrap_or(i32::MAX);
+    let c = s.client().await?;
+    let n = s
+        .timed(async {
+            let st = c.prepare_cached(&s.sql.requeue).await?;
+            c.execute(
+                &st,
+                &[
+                    &lease.task_id,
+                    &tok,
+                    &s.host_id,
+                    &due,
+                    &attempts,
+                    &task.last_error,
+                ],
+            )
+            .await
+        })
+        .await?;
+    if n == 0 { Err(lost(lease)) } else { Ok(()) }
+}
+
 fn token(lease: &Lease) -> Option<i64> {
     lease.receipt.parse().ok()
 }

@@ -579,3 +579,47 @@ async fn submit_keeps_run_at_priority_and_the_attempts_of_a_retry() {
     assert_eq!((e.attempts, e.last_error.as_deref()), (2, Some("boom")));
     a.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_requeued_retry_waits_scheduled_and_its_deliveries_start_again() {
+    if !server_up() {
+        return;
+    }
+    let s = Schema::new("requeue");
+    let a = s.open("a", json!({})).await;
+    a.submit(&env("q1", "T")).await.expect("submit");
+    let d = a.claim(&req(&[(&["T"], 1)], 1)).await.expect("claim");
+    assert_eq!(ids(&d), ["q1"]);
+    let retry = Envelope {
+        run_at: Some(crate::Stamp(crate::now_ms() + 600)),
+        attempts: 1,
+        last_error: Some("first try failed".into()),
+        ..env("q1", "T")
+    };
+    a.requeue(&d[0].lease, &retry).await.expect("requeue");
+    let st = a.status("q1").await.expect("status").expect("known");
+    assert_eq!((st.status.as_str(), st.attempts), ("scheduled", 1));
+    assert_eq!(st.last_error.as_deref(), Some("first try failed"));
+    assert!(st.run_at.is_some());
+    assert!(
+        a.claim(&req(&[(&["T"], 1)], 1))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let err = a
+        .settle(&d[0].lease, &doc("q1", "succeeded"))
+        .await
+        .expect_err("fenced");
+    assert!(matches!(err, AdapterError::LeaseLost { .. }));
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    let again = a.claim(&req(&[(&["T"], 1)], 1)).await.expect("claim");
+    assert_eq!(ids(&again), ["q1"]);
+    assert_eq!(again[0].deliveries, 1, "a requeue is a recorded outcome");
+    let e = again[0].envelope.as_ref().expect("valid");
+    assert_eq!(
+        (e.attempts, e.last_error.as_deref()),
+        (1, Some("first try failed"))
+    );
+    a.close().await;
+}
