@@ -115,6 +115,7 @@ fn doc(id: &str, status: &str) -> ResultDocument {
         finished_at: "2026-01-01T00:00:01.000Z".into(),
         duration_ms: 1000,
         correlation_id: None,
+        usage: None,
     }
 }
 
