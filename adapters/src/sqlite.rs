@@ -23,6 +23,7 @@ use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
+mod due;
 mod ops;
 mod rows;
 mod serial;
@@ -31,7 +32,7 @@ mod tests;
 mod wake;
 
 /// `PRAGMA user_version` of the schema below.
-const SCHEMA_VERSION: i64 = 2;
+const SCHEMA_VERSION: i64 = 3;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Unknown task types are looked for at most this often.
 const SWEEP_EVERY_MS: i64 = 2_000;
@@ -55,9 +56,15 @@ CREATE TABLE IF NOT EXISTS tasks (
     error          TEXT,
     enqueued_at    INTEGER DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
     finished_at    INTEGER,
-    cancel_requested INTEGER NOT NULL DEFAULT 0
+    cancel_requested INTEGER NOT NULL DEFAULT 0,
+    run_at         INTEGER,
+    priority       INTEGER NOT NULL DEFAULT 0,
+    attempts       INTEGER NOT NULL DEFAULT 0,
+    last_error     TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_claim ON tasks (status, type, seq);
+CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (type, priority DESC, seq) WHERE status = 'queued';
+CREATE INDEX IF NOT EXISTS tasks_due ON tasks (run_at) WHERE status = 'scheduled';
 CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (status, finished_at);
 CREATE TABLE IF NOT EXISTS paused_types (
     type      TEXT PRIMARY KEY,
@@ -79,16 +86,19 @@ SELECT seq, id, type, params, correlation_id, status, deliveries, lease_owner, l
 DROP TABLE tasks_v1;
 ";
 
-/// Claims skip paused types (a primary-key probe of `paused_types`).
-const SELECT_QUEUED: &str = "SELECT seq FROM tasks WHERE status = 'queued' AND type = ?1
-     AND NOT EXISTS (SELECT 1 FROM paused_types WHERE paused_types.type = ?1) ORDER BY seq LIMIT ?2";
+/// Claims skip paused types (a primary-key probe of `paused_types`). Highest priority first, then oldest
+/// (see [`due`]).
+const SELECT_QUEUED: &str = "SELECT priority, seq FROM tasks WHERE status = 'queued' AND type = ?1
+     AND NOT EXISTS (SELECT 1 FROM paused_types WHERE paused_types.type = ?1)
+     ORDER BY priority DESC, seq LIMIT ?2";
 /// A running task whose host died with a cancel pending is not run again (see `CANCEL_ORPHANS`).
-const SELECT_EXPIRED: &str = "SELECT seq FROM tasks WHERE status = 'running' AND type = ?1
+const SELECT_EXPIRED: &str = "SELECT priority, seq FROM tasks WHERE status = 'running' AND type = ?1
      AND (lease_until IS NULL OR lease_until < ?2) AND cancel_requested = 0
      AND NOT EXISTS (SELECT 1 FROM paused_types WHERE paused_types.type = ?1) ORDER BY seq LIMIT ?3";
 const TAKE: &str = "UPDATE tasks SET status = 'running', lease_owner = ?1, lease_until = ?2,
      deliveries = deliveries + 1, lease_token = lease_token + 1 WHERE seq = ?3
-     RETURNING id, type, params, correlation_id, deliveries, lease_token";
+     RETURNING id, type, params, correlation_id, deliveries, lease_token, run_at, priority, attempts,
+       last_error";
 /// Running tasks with a cancel pending whose lease expired (their host died before it could stop them)
 /// become `cancelled` instead of running again. `?1` now (ms), `?2` now (RFC 3339), `?3` this host.
 const CANCEL_ORPHANS: &str = "UPDATE tasks SET status = 'cancelled', finished_at = ?1, lease_owner = NULL,
@@ -186,10 +196,17 @@ impl SqliteSource {
                     .map_err(db)?;
             }
             1 => {
-                tracing::info!(path = %shown, "upgrading the sqlite schema from version 1 to 2");
+                tracing::info!(path = %shown, "upgrading the sqlite schema from version 1 to {SCHEMA_VERSION}");
                 tx.execute_batch(MIGRATE_1_TO_2).map_err(db)?;
                 tx.execute_batch(SCHEMA).map_err(db)?;
                 tx.execute_batch(COPY_1_TO_2).map_err(db)?;
+                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                    .map_err(db)?;
+            }
+            2 => {
+                tracing::info!(path = %shown, "upgrading the sqlite schema from version 2 to 3 (run_at, priority)");
+                tx.execute_batch(due::MIGRATE_2_TO_3).map_err(db)?;
+                tx.execute_batch(SCHEMA).map_err(db)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(db)?;
             }
@@ -377,6 +394,10 @@ impl Consumer for SqliteSource {
         self.fenced(lease, set, Vec::new()).await
     }
 
+    async fn requeue(&self, lease: &Lease, task: &Envelope) -> Result<(), AdapterError> {
+        self.requeue_at(lease, task).await
+    }
+
     async fn ping(&self) -> Result<(), AdapterError> {
         self.run(|c| c.query_row("SELECT 1", [], |r| r.get::<_, i64>(0)))
             .await
@@ -432,19 +453,27 @@ impl Queue for SqliteSource {
             ));
         }
         let e = envelope.clone();
+        let now = now_ms();
+        let status = due::initial_status(&e, now);
         let params = Value::Object(e.params).to_string();
         let inserted = self
             .write(move |c| {
                 c.prepare_cached(
-                    "INSERT INTO tasks (id, type, params, correlation_id, status, enqueued_at)
-                     VALUES (?1, ?2, ?3, ?4, 'queued', ?5) ON CONFLICT (id) DO NOTHING",
+                    "INSERT INTO tasks (id, type, params, correlation_id, status, enqueued_at, run_at,
+                                        priority, attempts, last_error)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
                 )?
                 .execute(params![
                     e.id,
                     e.task_type,
                     params,
                     e.correlation_id,
-                    now_ms()
+                    status,
+                    now,
+                    e.run_at.map(|t| t.0),
+                    e.priority,
+                    e.attempts,
+                    e.last_error,
                 ])
             })
             .await?;
@@ -461,28 +490,49 @@ impl Queue for SqliteSource {
         let row = self
             .run(move |c| {
                 c.prepare_cached(
-                    "SELECT id, type, status, deliveries, result FROM tasks WHERE id = ?1",
+                    "SELECT id, type, status, deliveries, result, run_at, attempts, last_error
+                     FROM tasks WHERE id = ?1",
                 )?
                 .query_row([id], |r| {
+                    let time = (
+                        r.get::<_, Option<i64>>(5).ok().flatten(),
+                        count(r, 6)?,
+                        text(r.get_ref(7)?),
+                    );
                     Ok((
-                        col(r, 0)?,
-                        col(r, 1)?,
-                        col(r, 2)?,
-                        count(r, 3)?,
-                        text(r.get_ref(4)?),
+                        (
+                            col(r, 0)?,
+                            col(r, 1)?,
+                            col(r, 2)?,
+                            count(r, 3)?,
+                            text(r.get_ref(4)?),
+                        ),
+                        time,
                     ))
                 })
                 .optional()
             })
             .await?;
-        Ok(row.map(|(id, task_type, status, deliveries, result)| {
+        Ok(row.map(|((id, task_type, status, deliveries, result), (run_at, attempts, last_error))| {
+            // Due but not yet turned `queued` by a claim: it is queued as far as anyone can tell.
+            let due = run_at.is_none_or(|t| t <= now_ms());
+            let status = if status == "scheduled" && due { "queued".to_string() } else { status };
             let settled = matches!(status.as_str(), "succeeded" | "dead" | "cancelled");
             let result = result.filter(|_| settled).and_then(|raw| {
                 serde_json::from_str::<ResultDocument>(&raw)
                     .inspect_err(|e| tracing::warn!(task_id = %id, "stored result is not a result document: {e}"))
                     .ok()
             });
-            TaskStatus { id, task_type, status, deliveries, result, ..TaskStatus::default() }
+            TaskStatus {
+                id,
+                task_type,
+                status,
+                deliveries,
+                result,
+                run_at: run_at.map(crate::Stamp),
+                attempts,
+                last_error,
+            }
         }))
     }
 }

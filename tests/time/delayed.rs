@@ -57,6 +57,32 @@ fn a_delayed_task_waits_until_due(p: &Project) {
 }
 
 #[test]
+fn sqlite_holds_a_delayed_task_until_due() {
+    let p = Project::new();
+    let w = recording_worker(&p);
+    p.config("", &w);
+    a_delayed_task_waits_until_due(&p);
+}
+
+#[test]
+fn sqlite_runs_higher_priorities_first() {
+    let p = Project::new();
+    let w = recording_worker(&p);
+    p.config("  concurrency: 1", &w);
+    submit(&p, "low", &[]);
+    submit(&p, "urgent", &["--priority", "10"]);
+    submit(&p, "negative", &["--priority", "-5"]);
+    submit(&p, "high", &["--priority", "3"]);
+    let out = p.run(&["--burst"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    let order: Vec<String> = lines(&p.file("runs.log"))
+        .iter()
+        .map(|l| l.split_whitespace().next().unwrap_or("").to_string())
+        .collect();
+    assert_eq!(order, vec!["urgent", "high", "low", "negative"]);
+}
+
+#[test]
 fn redis_holds_a_delayed_task_until_due() {
     let Some(s) = Stream::shared("delayed") else {
         return;

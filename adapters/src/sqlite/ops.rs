@@ -99,7 +99,8 @@ fn not_dead(c: &Connection, ids: &[String]) -> rusqlite::Result<Option<(String, 
 }
 
 /// Puts dead rows back: queued, attempts (deliveries) reset, result and error cleared, due now (`?1`).
-const REQUEUE: &str = "UPDATE tasks SET status = 'queued', deliveries = 0, result = NULL, error = NULL,
+const REQUEUE: &str = "UPDATE tasks SET status = 'queued', deliveries = 0, attempts = 0, last_error = NULL,
+     run_at = NULL, result = NULL, error = NULL,
      finished_at = NULL, lease_owner = NULL, lease_until = NULL, cancel_requested = 0, enqueued_at = ?1
      WHERE ";
 

@@ -1,7 +1,7 @@
 //! Reading rows into deliveries, and the claim transaction (with the sweep of unknown types).
 
-use super::{CANCEL_ORPHANS, SELECT_EXPIRED, SELECT_QUEUED, SWEEP_LIMIT, TAKE};
-use crate::{ClaimSlot, Delivery, Envelope, Lease, Malformed, now_ms, rfc3339_ms};
+use super::{CANCEL_ORPHANS, SELECT_EXPIRED, SELECT_QUEUED, SWEEP_LIMIT, TAKE, due};
+use crate::{ClaimSlot, Delivery, Envelope, Lease, Malformed, Stamp, now_ms, rfc3339_ms};
 use rusqlite::types::ValueRef;
 use rusqlite::{Connection, OptionalExtension, Row, params};
 use serde_json::{Value, json};
@@ -37,9 +37,23 @@ pub(super) fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
         task_id: id.clone(),
         receipt: token.to_string(),
     };
+    let run_at = row.get::<_, Option<i64>>(6).ok().flatten().map(Stamp);
+    let priority = row
+        .get::<_, i64>(7)
+        .ok()
+        .and_then(|p| i32::try_from(p).ok())
+        .unwrap_or(0);
+    let (attempts, last_error) = (count(row, 8)?, text(row.get_ref(9)?));
+    let envelope = envelope(id, task_type, params, correlation_id).map(|e| Envelope {
+        run_at,
+        priority,
+        attempts,
+        last_error,
+        ..e
+    });
     Ok(Delivery {
         lease,
-        envelope: envelope(id, task_type, params, correlation_id),
+        envelope,
         deliveries,
     })
 }
@@ -85,6 +99,7 @@ pub(super) fn claim_tx(
     let now = now_ms();
     tx.prepare_cached(CANCEL_ORPHANS)?
         .execute(params![now, rfc3339_ms(now), host])?;
+    tx.prepare_cached(due::PROMOTE)?.execute([now])?;
     let mut out = Vec::new();
     let mut unknown = match sweep {
         Some(known) => sweep_unknown(tx, host, now.saturating_add(lease_ms), known)?,
@@ -100,20 +115,22 @@ pub(super) fn claim_tx(
                 break;
             }
             let max = i64::try_from(room).unwrap_or(i64::MAX);
-            // One index range per type and state; merged by seq, so FIFO holds across the slot's types.
-            let mut seqs = Vec::new();
+            // One index range per type and state; merged by priority, then seq, so the order holds
+            // across the slot's types.
+            let mut seqs: Vec<(i64, i64)> = Vec::new();
+            let pair = |r: &Row<'_>| Ok((-r.get::<_, i64>(0)?, r.get::<_, i64>(1)?));
             for t in &slot.types {
-                for s in queued.query_map(params![t, max], |r| r.get::<_, i64>(0))? {
+                for s in queued.query_map(params![t, max], pair)? {
                     seqs.push(s?);
                 }
-                for s in expired.query_map(params![t, now, max], |r| r.get::<_, i64>(0))? {
+                for s in expired.query_map(params![t, now, max], pair)? {
                     seqs.push(s?);
                 }
             }
             seqs.sort_unstable();
             seqs.dedup();
             seqs.truncate(room);
-            for seq in seqs {
+            for (_, seq) in seqs {
                 out.push(
                     take.query_row(params![host, now.saturating_add(lease_ms), seq], delivery)?,
                 );
@@ -152,7 +169,7 @@ pub(super) fn sweep_unknown(
         }
         if !known.contains(&t) {
             let seqs = queued
-                .query_map(params![t, room], |r| r.get::<_, i64>(0))?
+                .query_map(params![t, room], |r| r.get::<_, i64>(1))?
                 .collect::<rusqlite::Result<Vec<_>>>()?;
             for seq in seqs {
                 out.push(take.query_row(params![host, until, seq], delivery)?);
