@@ -9,6 +9,9 @@ use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Malformed, Queue,
     ResultDocument, Revoked, TaskStatus,
 };
+mod progress;
+mod retry_after;
+
 use serde_json::{Map, Value, json};
 use std::collections::HashMap;
 use std::sync::Mutex;

@@ -1,6 +1,7 @@
 //! The `http` task manager against a test TaskManager that answers as the PrismQ service does,
 //! quirks included (see server.rs). The real `workerhost` binary is driven throughout.
 
+mod facts;
 mod server;
 #[path = "../support/mod.rs"]
 mod support;
@@ -63,7 +64,12 @@ fn tasks_flow_end_to_end_and_missing_types_are_registered() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     for id in ids {
         let t = tm.task(id);
-        assert_eq!(t.status, "completed", "task {id}: {}", text(&out.stderr));
+        assert_eq!(
+            t.status,
+            server::State::Completed,
+            "task {id}: {}",
+            text(&out.stderr)
+        );
         assert_eq!(
             t.result
                 .as_ref()
@@ -111,11 +117,12 @@ fn failures_are_reported_as_strings_and_the_server_requeues_them() {
     assert!(out.status.success(), "{}", text(&out.stderr));
     let t = tm.task(id);
     assert_eq!(
-        t.status, "failed",
+        t.status,
+        server::State::Failed,
         "the server gave up after its own 3 attempts"
     );
     assert_eq!(t.completions.len(), 3);
-    let err = t.error.unwrap_or_default();
+    let err = t.error_message.unwrap_or_default();
     assert!(err.starts_with("BadInput: nope"), "{err}");
 }
 
@@ -137,18 +144,18 @@ fn a_lost_claim_is_counted_and_the_host_keeps_going() {
             .expect("host"),
     );
     assert!(wait_until(Duration::from_secs(10), || tm.task(slow).status
-        == "claimed"));
+        == server::State::Claimed));
     // The service's claim timeout passed: another worker takes the task over.
     tm.steal(slow, "other-host");
     let fast = tm.add_task("T", json!({"n": 1}));
     assert!(
-        wait_until(Duration::from_secs(10), || tm.lock().forbidden_completes
+        wait_until(Duration::from_secs(10), || tm.lock().forbidden_completes()
             == 1),
         "the host's complete must be refused"
     );
     assert!(
         wait_until(Duration::from_secs(10), || tm.task(fast).status
-            == "completed"),
+            == server::State::Completed),
         "the host keeps going"
     );
     let metrics = http_get(port, "/metrics", &[]).expect("metrics").body;
@@ -166,7 +173,7 @@ fn a_lost_claim_is_counted_and_the_host_keeps_going() {
         Some("other-host"),
         "the new holder's claim is untouched"
     );
-    assert_eq!(t.status, "claimed");
+    assert_eq!(t.status, server::State::Claimed);
     let mut err = String::new();
     if let Some(mut e) = host.stderr.take() {
         use std::io::Read;
@@ -210,7 +217,7 @@ fn retry_after_is_honoured_and_progress_is_forwarded() {
             .expect("host"),
     );
     assert!(wait_until(Duration::from_secs(15), || tm.task(id).status
-        == "completed"));
+        == server::State::Completed));
     signal(&host, nix::sys::signal::Signal::SIGTERM);
     assert!(wait_child(&mut host, Duration::from_secs(10)).success());
     assert_eq!(tm.lock().throttled, 2);
