@@ -153,14 +153,19 @@ pub trait Consumer: Send + Sync {
         false
     }
 
-    /// Records a running task's progress (0..100) where the task manager supports it.
-    fn progress(
-        &self,
-        _task_id: &str,
-        _percent: f64,
-        _message: Option<&str>,
-    ) -> impl Future<Output = Result<(), AdapterError>> + Send {
-        async { Ok(()) }
+    /// Records a running task's progress (0..100) where the task manager supports it. Never waits: an
+    /// adapter that sends it somewhere does so in the background, in the order reported, and before the
+    /// task's [`Consumer::settle`] (which must not overtake a report made before it).
+    fn progress(&self, _task_id: &str, _percent: f64, _message: Option<&str>) {}
+
+    /// The host began to stop (first signal): end the adapter's own waits now (a 429's `Retry-After`, a
+    /// backoff), so that a claim in progress returns at once. Settling and releasing still work after it.
+    fn begin_shutdown(&self) {}
+
+    /// How many answers of the task manager the adapter could not read as what they should be (a claim
+    /// answer that is not a task), for the host's metrics. Each was also logged as an error.
+    fn unreadable_answers(&self) -> u64 {
+        0
     }
 
     /// The host will claim no more (shutdown began). Push-based adapters stop consuming and hand back

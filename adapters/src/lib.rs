@@ -50,6 +50,10 @@ pub enum AdapterError {
     /// was taken over). The outcome we hold must be dropped, never written over the new holder's.
     #[error("lease on task {id} was lost: another host took it over after the lease expired")]
     LeaseLost { id: String },
+    /// The task manager refused the outcome for good (the task is gone, or it will never accept the
+    /// request): retrying cannot help. The outcome is dropped and the slot freed.
+    #[error("the task manager refused the outcome of task {id}: {reason}")]
+    Refused { id: String, reason: String },
     #[error("a task with id {id} already exists")]
     Duplicate { id: String },
     #[error("invalid task: {0}")]

@@ -70,13 +70,14 @@ impl Consumer for Source {
     fn wants_progress(&self) -> bool {
         dispatch!(self, s => s.wants_progress())
     }
-    async fn progress(
-        &self,
-        task_id: &str,
-        percent: f64,
-        message: Option<&str>,
-    ) -> Result<(), AdapterError> {
-        dispatch!(self, s => s.progress(task_id, percent, message).await)
+    fn progress(&self, task_id: &str, percent: f64, message: Option<&str>) {
+        dispatch!(self, s => s.progress(task_id, percent, message))
+    }
+    fn begin_shutdown(&self) {
+        dispatch!(self, s => s.begin_shutdown())
+    }
+    fn unreadable_answers(&self) -> u64 {
+        dispatch!(self, s => s.unreadable_answers())
     }
     async fn stop_consuming(&self) {
         dispatch!(self, s => s.stop_consuming().await)
