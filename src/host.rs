@@ -11,16 +11,18 @@ use crate::runner::ProgressSink;
 pub use crate::stats::RunningTask;
 use futures_util::FutureExt as _;
 use serde_json::json;
-use std::collections::{HashMap, HashSet};
+use std::collections::HashMap;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::{Duration, Instant};
-use task::{TaskCtx, forward_progress, settle};
+use task::{TaskCtx, settle};
 use tokio::sync::{Notify, Semaphore};
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
+mod held;
 mod task;
+use held::{Held, Reclaim};
 
 use workerhost_adapters::{
     ClaimRequest, ClaimSlot, Consumer, Delivery, Envelope, Lease, ResultDocument, RevokeReason,
@@ -46,6 +48,8 @@ pub struct HostState {
     pub started: Instant,
     pub task_manager_up: AtomicBool,
     pub lost_leases: AtomicU64,
+    /// Answers of the task manager its adapter could not read (see `Consumer::unreadable_answers`).
+    pub unreadable_answers: AtomicU64,
     pub in_flight: AtomicU64,
     /// The tasks running here now, by task id (for the status page and the in-flight gauge).
     pub tasks: Mutex<HashMap<String, RunningTask>>,
@@ -60,7 +64,7 @@ pub struct Host {
     global: Arc<Semaphore>,
     /// Outcomes being recorded after their process ended, at most `concurrency` (see `start`).
     settling: Arc<Semaphore>,
-    leases: Arc<Mutex<HashSet<Lease>>>,
+    held: Arc<Held>,
     done: Arc<Notify>,
     tracker: TaskTracker,
 }
@@ -74,9 +78,9 @@ impl Host {
     ) -> Host {
         let source = Arc::new(source);
         let progress = if source.wants_progress() {
-            let (tx, rx) = tokio::sync::mpsc::channel(256);
-            tokio::spawn(forward_progress(source.clone(), rx));
-            ProgressSink::new(tx)
+            // In line, not through a queue: the adapter has every report before the task settles.
+            let to = source.clone();
+            ProgressSink::new(move |p| to.progress(&p.task_id, p.percent, p.message.as_deref()))
         } else {
             ProgressSink::default()
         };
@@ -92,10 +96,11 @@ impl Host {
                 started: Instant::now(),
                 task_manager_up: AtomicBool::new(true),
                 lost_leases: AtomicU64::new(0),
+                unreadable_answers: AtomicU64::new(0),
                 in_flight: AtomicU64::new(0),
                 tasks: Mutex::default(),
             }),
-            leases: Arc::default(),
+            held: Arc::default(),
             done: Arc::default(),
             tracker: TaskTracker::new(),
         }
@@ -123,8 +128,19 @@ impl Host {
         let renewer_stop = CancellationToken::new();
         let renewer = tokio::spawn(self.renew_loop(renewer_stop.clone()));
         let mut rotate = 0usize;
+        // The adapter's own waits (a 429's Retry-After) end when stopping begins, not after them.
+        let watcher = {
+            let (source, stop) = (self.source.clone(), stop.clone());
+            tokio::spawn(async move {
+                stop.cancelled().await;
+                source.begin_shutdown();
+            })
+        };
         let mut backoff = Duration::from_millis(100);
         while !stop.is_cancelled() {
+            for d in self.held.take_ready() {
+                self.start(d, &kill);
+            }
             let req = self.claim_request(&mut rotate);
             if req.slots.is_empty() {
                 self.wait(Duration::from_secs(1), &stop).await;
@@ -136,7 +152,11 @@ impl Host {
             // after the task manager answered, and that answer must not end the burst.
             let asked_all = req.slots.len() == self.registry().workers().len();
             let idle_before = self.state.in_flight.load(Ordering::SeqCst) == 0;
-            match self.source.claim(&req).await {
+            let claimed = self.source.claim(&req).await;
+            self.state
+                .unreadable_answers
+                .store(self.source.unreadable_answers(), Ordering::Relaxed);
+            match claimed {
                 Ok(ds) if ds.is_empty() => {
                     self.mark_up(true);
                     backoff = Duration::from_millis(100);
@@ -167,6 +187,7 @@ impl Host {
                 }
             }
         }
+        watcher.abort();
         self.tracker.close();
         self.source.stop_consuming().await;
         if !self.tracker.is_empty() {
@@ -184,6 +205,12 @@ impl Host {
                 _ = kill.cancelled() => {}
             }
             self.tracker.wait().await;
+        }
+        // Claims that came back while their task was settling, never started: hand them back.
+        for d in self.held.take_ready() {
+            if let Err(e) = self.source.release(&d.lease).await {
+                tracing::warn!(task_id = %d.lease.task_id, error = %e, "could not hand the task back; it returns when its lease expires");
+            }
         }
         renewer_stop.cancel();
         let _ = renewer.await;
@@ -248,6 +275,18 @@ impl Host {
     }
 
     fn start(&self, d: Delivery, kill: &CancellationToken) {
+        let id = d.lease.task_id.clone();
+        let d = match self.held.reclaim(d) {
+            Reclaim::New(d) => d,
+            Reclaim::Adopted => {
+                tracing::warn!(task_id = %id, "the task manager handed over a task that is running here (its claim timed out while it ran): no second process; the running task holds the fresh claim");
+                return;
+            }
+            Reclaim::Deferred => {
+                tracing::info!(task_id = %id, "the task manager handed over a task whose outcome is being recorded here: it starts again once that is done");
+                return;
+            }
+        };
         let reg = self.registry();
         let env = match &d.envelope {
             Err(m) => {
@@ -308,9 +347,7 @@ impl Host {
         let local = worker.permits.clone().try_acquire_owned().ok();
         self.state.in_flight.fetch_add(1, Ordering::SeqCst);
         worker.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        if let Ok(mut l) = self.leases.lock() {
-            l.insert(d.lease.clone());
-        }
+        self.held.insert(d.lease.clone());
         if let Ok(mut t) = self.state.tasks.lock() {
             let task = RunningTask {
                 task_id: env.id.clone(),
@@ -327,7 +364,7 @@ impl Host {
             proxy: self.proxy.clone(),
             global_sem: self.global.clone(),
             settling: self.settling.clone(),
-            leases: self.leases.clone(),
+            held: self.held.clone(),
             done: self.done.clone(),
             state: self.state.clone(),
         };
@@ -345,9 +382,7 @@ impl Host {
                     None
                 }
             };
-            if let Ok(mut l) = ctx.leases.lock() {
-                l.remove(&d.lease);
-            }
+            ctx.held.remove(&d.lease.task_id);
             if let Ok(mut t) = ctx.state.tasks.lock() {
                 t.remove(&env.id);
             }
@@ -406,7 +441,7 @@ impl Host {
         stop: CancellationToken,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let source = self.source.clone();
-        let leases = self.leases.clone();
+        let claims = self.held.clone();
         let every = (self.opts.lease / 3).max(Duration::from_millis(50));
         async move {
             loop {
@@ -414,10 +449,7 @@ impl Host {
                     _ = tokio::time::sleep(every) => {}
                     _ = stop.cancelled() => return,
                 }
-                let held: Vec<Lease> = match leases.lock() {
-                    Ok(l) => l.iter().cloned().collect(),
-                    Err(_) => continue,
-                };
+                let held: Vec<Lease> = claims.leases();
                 if held.is_empty() {
                     continue;
                 }

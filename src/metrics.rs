@@ -44,6 +44,8 @@ pub struct Metrics {
     lost_leases: IntCounter,
     /// The same count under the name the HTTP task manager's users know it by (a lost claim).
     lost_claims: IntCounter,
+    /// Claim answers the adapter could not read as tasks.
+    unreadable: IntCounter,
     hook_events: IntCounterVec,
     schedule_ticks: IntCounterVec,
     hooks: Vec<(String, Arc<HookCounters>)>,
@@ -102,11 +104,15 @@ impl Metrics {
             )?,
             lost_leases: IntCounter::new(
                 "workerhost_lost_leases_total",
-                "Outcomes dropped because another host had taken the task over.",
+                "Outcomes dropped because the task manager would not take them: another host had taken the task over, or it refused for good (e.g. HTTP 404: the task was deleted).",
             )?,
             lost_claims: IntCounter::new(
                 "workerhost_lost_claims_total",
-                "Same as workerhost_lost_leases_total: results dropped because the claim was lost (HTTP 403 on complete).",
+                "Same as workerhost_lost_leases_total, under the HTTP task manager's name: results dropped because the claim was gone (HTTP 403, 400 \"not in claimed state\" or 404 on complete).",
+            )?,
+            unreadable: IntCounter::new(
+                "workerhost_task_manager_unreadable_answers_total",
+                "Answers of the task manager that were not what they should be (a claim answer that is not a task: HTML, empty, no id); each is logged as an error.",
             )?,
             hook_events: counter_vec(
                 "workerhost_observer_events_total",
@@ -151,6 +157,7 @@ impl Metrics {
         r.register(Box::new(m.restarts.clone()))?;
         r.register(Box::new(m.lost_leases.clone()))?;
         r.register(Box::new(m.lost_claims.clone()))?;
+        r.register(Box::new(m.unreadable.clone()))?;
         r.register(Box::new(m.hook_events.clone()))?;
         r.register(Box::new(m.schedule_ticks.clone()))?;
         r.register(Box::new(m.queue_tasks.clone()))?;
@@ -204,6 +211,10 @@ impl Metrics {
             .set(i64::from(state.task_manager_up.load(Ordering::Relaxed)));
         catch_up(&self.lost_leases, state.lost_leases.load(Ordering::Relaxed));
         catch_up(&self.lost_claims, state.lost_leases.load(Ordering::Relaxed));
+        catch_up(
+            &self.unreadable,
+            state.unreadable_answers.load(Ordering::Relaxed),
+        );
         let mut running: HashMap<String, i64> = HashMap::new();
         for w in registry.workers() {
             let name = w.config.name.as_str();

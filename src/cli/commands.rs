@@ -189,6 +189,12 @@ fn envelope(cfg_types: &[String], t: &TaskArgs, allow_unknown: bool) -> anyhow::
 pub async fn submit(path: &Path, s: SubmitArgs) -> anyhow::Result<u8> {
     quiet_logging();
     let cfg = load(path)?;
+    if t.id.is_some() && cfg.task_manager.kind() == "http" {
+        return Err(Usage(
+            "--id is not supported by the http task manager: the TaskManager assigns its own ids (submit prints it)".into(),
+        )
+        .into());
+    }
     let registry = Registry::build(&cfg.workers, 1, cfg.host.kill_grace, None)
         .map_err(|e| Usage(e.to_string()))?;
     let t = &s.task;
@@ -200,7 +206,10 @@ pub async fn submit(path: &Path, s: SubmitArgs) -> anyhow::Result<u8> {
             println!("{id}");
             Ok(0)
         }
-        Err(e @ AdapterError::Duplicate { .. }) => Err(Usage(e.to_string()).into()),
+        // The task itself is wrong (a duplicate id, params the task manager refuses): bad usage.
+        Err(e @ (AdapterError::Duplicate { .. } | AdapterError::Invalid(_))) => {
+            Err(Usage(e.to_string()).into())
+        }
         Err(e) => Err(e.into()),
     }
 }
@@ -277,7 +286,16 @@ pub async fn status(path: &Path, id: &str) -> anyhow::Result<u8> {
     let cfg = load(path)?;
     let source = workerhost::source::open(&cfg, &unique_host_id("status")).await?;
     match source.status(id).await? {
-        Some(s) => {
+        Some(mut s) => {
+            // A task manager that knows only the host (http): the worker is the one this config has for
+            // the type.
+            if let Some(r) = s.result.as_mut().filter(|r| r.worker.is_none()) {
+                r.worker = cfg
+                    .workers
+                    .iter()
+                    .find(|w| w.task_types.contains(&s.task_type))
+                    .map(|w| w.name.clone());
+            }
             println!("{}", serde_json::to_string_pretty(&s)?);
             Ok(0)
         }

@@ -4,11 +4,9 @@
 use super::HostState;
 use crate::proxy::{Final, Proxy};
 use crate::registry::WorkerEntry;
-use crate::runner::Progress;
-use std::collections::HashSet;
+use std::sync::Arc;
 use std::sync::atomic::Ordering;
-use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio::sync::{Notify, OwnedSemaphorePermit, Semaphore};
 use tokio_util::sync::CancellationToken;
 use workerhost_adapters::{AdapterError, Consumer, Envelope, Lease, ResultDocument, Source};
@@ -19,7 +17,7 @@ pub(super) struct TaskCtx {
     pub(super) proxy: Proxy,
     pub(super) global_sem: Arc<Semaphore>,
     pub(super) settling: Arc<Semaphore>,
-    pub(super) leases: Arc<Mutex<HashSet<Lease>>>,
+    pub(super) held: Arc<super::Held>,
     pub(super) done: Arc<Notify>,
     pub(super) state: Arc<HostState>,
 }
@@ -58,7 +56,10 @@ impl TaskCtx {
         kill: &CancellationToken,
     ) -> Option<Permits> {
         let mut permits = Some(self.permits(global, local, worker).await);
-        match self.proxy.run(worker, env, deliveries.max(1), kill).await {
+        let ran = self.proxy.run(worker, env, deliveries.max(1), kill).await;
+        // The newest claim of the task (the task manager may have handed it over again meanwhile).
+        let lease = &self.held.settling(&env.id, lease);
+        match ran {
             Final::Done { doc, .. } => {
                 let at = doc.finished_at.clone();
                 if doc.succeeded() {
@@ -106,11 +107,25 @@ pub(super) async fn settle(
 ) {
     let mut backoff = Duration::from_millis(100);
     loop {
-        match source.settle(lease, doc).await {
+        // A settle call in progress does not outlast the kill either.
+        let answer = tokio::select! {
+            a = source.settle(lease, doc) => a,
+            _ = kill.cancelled() => {
+                tracing::warn!(task_id = %lease.task_id, "stopping before the outcome was recorded; the task will be delivered again");
+                return;
+            }
+        };
+        match answer {
             Ok(()) => return,
             Err(AdapterError::LeaseLost { id }) => {
                 state.lost_leases.fetch_add(1, Ordering::Relaxed);
                 tracing::warn!(task_id = %id, status = %doc.status, "lease lost before the outcome was recorded: another host holds the task; this outcome is dropped");
+                return;
+            }
+            Err(AdapterError::Refused { id, reason }) => {
+                // Final: retrying cannot help, and the slot must not stay held (counted with the lost).
+                state.lost_leases.fetch_add(1, Ordering::Relaxed);
+                tracing::error!(task_id = %id, status = %doc.status, %reason, "the task manager refused the outcome for good; it is dropped");
                 return;
             }
             Err(e) => {
@@ -124,34 +139,6 @@ pub(super) async fn settle(
                 }
                 backoff = (backoff * 2).min(Duration::from_secs(10));
             }
-        }
-    }
-}
-
-/// Forwards workers' progress reports to the task manager, at most one call a second per task (the
-/// newest report wins; 100% always goes through). Ends when the host drops its sender.
-pub(super) async fn forward_progress(
-    source: Arc<Source>,
-    mut rx: tokio::sync::mpsc::Receiver<Progress>,
-) {
-    let mut last: std::collections::HashMap<String, Instant> = std::collections::HashMap::new();
-    while let Some(p) = rx.recv().await {
-        let now = Instant::now();
-        let due = last
-            .get(&p.task_id)
-            .is_none_or(|t| now.duration_since(*t) >= Duration::from_secs(1));
-        if !due && p.percent < 100.0 {
-            continue;
-        }
-        last.insert(p.task_id.clone(), now);
-        if last.len() > 10_000 {
-            last.retain(|_, t| now.duration_since(*t) < Duration::from_secs(60));
-        }
-        if let Err(e) = source
-            .progress(&p.task_id, p.percent, p.message.as_deref())
-            .await
-        {
-            tracing::debug!(task_id = %p.task_id, error = %e, "progress not recorded");
         }
     }
 }

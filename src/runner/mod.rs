@@ -101,14 +101,23 @@ pub struct Progress {
     pub message: Option<String>,
 }
 
-/// Where progress lines go. Never blocks a worker's stderr: when the queue is full, the report is
-/// dropped (a later one supersedes it anyway).
-#[derive(Debug, Clone, Default)]
-pub struct ProgressSink(Option<tokio::sync::mpsc::Sender<Progress>>);
+/// Where progress lines go: a function that takes each report as it is read, in order, and must not
+/// block (the task manager's adapter queues or throttles it). Being called in line, it has every
+/// report of an attempt before the attempt ends, so none can overtake the task's outcome.
+#[derive(Clone, Default)]
+pub struct ProgressSink(Option<Arc<dyn Fn(Progress) + Send + Sync>>);
+
+impl std::fmt::Debug for ProgressSink {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_tuple("ProgressSink")
+            .field(&self.0.is_some())
+            .finish()
+    }
+}
 
 impl ProgressSink {
-    pub fn new(tx: tokio::sync::mpsc::Sender<Progress>) -> ProgressSink {
-        ProgressSink(Some(tx))
+    pub fn new(to: impl Fn(Progress) + Send + Sync + 'static) -> ProgressSink {
+        ProgressSink(Some(Arc::new(to)))
     }
 
     /// Whether `line` is a progress line; if so it is forwarded (when a sink is connected).
@@ -123,8 +132,8 @@ impl ProgressSink {
         let Some(percent) = m.get("progress").and_then(Value::as_f64) else {
             return false;
         };
-        if let Some(tx) = &self.0 {
-            let _ = tx.try_send(Progress {
+        if let Some(to) = &self.0 {
+            to(Progress {
                 task_id: task_id.to_string(),
                 percent,
                 message: m.get("message").and_then(Value::as_str).map(str::to_string),

@@ -1,7 +1,9 @@
 //! The `http` task manager against a test TaskManager that answers as the PrismQ service does,
 //! quirks included (see server.rs). The real `workerhost` binary is driven throughout.
 
+mod cli;
 mod facts;
+mod faults;
 mod server;
 #[path = "../support/mod.rs"]
 mod support;
@@ -13,7 +15,7 @@ use support::*;
 
 /// Writes the config: the test TaskManager at `url` (plus `tm_extra` lines) and `workers`. The key goes
 /// through the environment (`${TM_KEY}`) as a real deployment passes it.
-fn configure(p: &Project, url: &str, tm_extra: &str, workers: &str) {
+pub(crate) fn configure(p: &Project, url: &str, tm_extra: &str, workers: &str) {
     p.config_with(
         &format!("  type: http\n  url: \"{url}\"\n  api_key: \"${{TM_KEY}}\"\n  poll_interval: 0.05\n{tm_extra}"),
         "",
@@ -21,16 +23,17 @@ fn configure(p: &Project, url: &str, tm_extra: &str, workers: &str) {
     );
 }
 
-fn run_with_key(p: &Project, key: &str, args: &[&str]) -> std::process::Output {
+pub(crate) fn run_with_key(p: &Project, key: &str, args: &[&str]) -> std::process::Output {
     p.cmd(args).env("TM_KEY", key).output().expect("run")
 }
 
 /// A shell worker: echoes params back, or fails as `params.fail` says, or reports progress.
-fn worker(p: &Project, task_type: &str, extra: &str) -> String {
+pub(crate) fn worker(p: &Project, task_type: &str, extra: &str) -> String {
     p.write(
         "w.sh",
         r#"read -r doc
 case "$doc" in
+  *'"slow_fail"'*) sleep 1.1; echo '{"success": false, "error": {"type": "BadInput", "message": "nope", "retry_possible": false}}'; exit 2 ;;
   *'"fail"'*) echo '{"success": false, "error": {"type": "BadInput", "message": "nope", "retry_possible": false}}'; exit 2 ;;
   *'"progress"'*) echo '{"progress": 40, "message": "halfway"}' >&2; sleep 0.3; echo '{"progress": 100}' >&2 ;;
   *'"slow"'*) sleep 2 ;;

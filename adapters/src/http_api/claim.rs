@@ -72,8 +72,16 @@ impl HttpSource {
     pub(super) async fn resolve_types(&self, register: bool) -> Result<Vec<String>, AdapterError> {
         let known = self.types.known();
         let mut unresolved = Vec::new();
-        for name in self.opts.task_types.iter().filter(|n| !known.contains_key(*n)) {
-            match self.resolve_type(name, register && self.opts.register_task_types).await? {
+        for name in self
+            .opts
+            .task_types
+            .iter()
+            .filter(|n| !known.contains_key(*n))
+        {
+            match self
+                .resolve_type(name, register && self.opts.register_task_types)
+                .await?
+            {
                 Resolved::Id(id) => self.types.insert(name, id),
                 Resolved::Unknown => unresolved.push(name.clone()),
             }
@@ -119,7 +127,10 @@ impl HttpSource {
 
     /// Claims for the request's slots, round-robin over each slot's types until it is full or every
     /// type is empty. Ends early (with what it has) at shutdown.
-    pub(super) async fn claim_all(&self, req: &ClaimRequest) -> Result<Vec<Delivery>, AdapterError> {
+    pub(super) async fn claim_all(
+        &self,
+        req: &ClaimRequest,
+    ) -> Result<Vec<Delivery>, AdapterError> {
         if self.types.known().len() < self.opts.task_types.len() {
             for name in self.resolve_types(true).await? {
                 if self.types.first_warning(&name) {
@@ -168,8 +179,15 @@ impl HttpSource {
 
     /// One claim for one type id: Some(delivery), or None when its queue is empty (or the answer was
     /// unreadable and named no task).
-    async fn claim_one(&self, type_name: &str, type_id: &str) -> Result<Option<Delivery>, AdapterError> {
-        let id_value = type_id.parse::<i64>().map(Value::from).unwrap_or(Value::from(type_id));
+    async fn claim_one(
+        &self,
+        type_name: &str,
+        type_id: &str,
+    ) -> Result<Option<Delivery>, AdapterError> {
+        let id_value = type_id
+            .parse::<i64>()
+            .map(Value::from)
+            .unwrap_or(Value::from(type_id));
         let mut body = json!({"worker_id": self.api.host_id, "task_type_id": id_value});
         if let Some(s) = &self.opts.sort_by {
             body["sort_by"] = json!(s);
@@ -305,9 +323,15 @@ mod tests {
 
     #[test]
     fn empty_queues_in_both_spellings_and_a_wrong_url() {
-        let a = answer(500, r#"{"success":false,"error":"There is no active transaction","timestamp":1}"#);
+        let a = answer(
+            500,
+            r#"{"success":false,"error":"There is no active transaction","timestamp":1}"#,
+        );
         assert!(matches!(read_claim(&a, "T"), Claim::Empty));
-        let a = answer(404, r#"{"success":false,"error":"No available tasks","timestamp":1}"#);
+        let a = answer(
+            404,
+            r#"{"success":false,"error":"No available tasks","timestamp":1}"#,
+        );
         assert!(matches!(read_claim(&a, "T"), Claim::Empty));
         let a = answer(404, "<html>Not Found</html>");
         match read_claim(&a, "T") {
@@ -318,20 +342,39 @@ mod tests {
 
     #[test]
     fn tasks_with_ids_as_numbers_or_strings() {
-        let a = answer(200, r#"{"success":true,"data":{"id":7,"type":"T","params":{"a":1},"attempts":"2"}}"#);
-        let Claim::Task(d) = read_claim(&a, "T") else { panic!("a task") };
+        let a = answer(
+            200,
+            r#"{"success":true,"data":{"id":7,"type":"T","params":{"a":1},"attempts":"2"}}"#,
+        );
+        let Claim::Task(d) = read_claim(&a, "T") else {
+            panic!("a task")
+        };
         assert_eq!(d.lease.task_id, "7");
         assert_eq!(d.deliveries, 2);
-        let a = answer(200, r#"{"success":true,"data":{"id":"8","params":"{\"a\":1}"}}"#);
-        let Claim::Task(d) = read_claim(&a, "T") else { panic!("a task") };
+        let a = answer(
+            200,
+            r#"{"success":true,"data":{"id":"8","params":"{\"a\":1}"}}"#,
+        );
+        let Claim::Task(d) = read_claim(&a, "T") else {
+            panic!("a task")
+        };
         let env = d.envelope.as_ref().expect("envelope");
         assert_eq!((env.id.as_str(), env.task_type.as_str()), ("8", "T"));
     }
 
     #[test]
     fn unreadable_answers_are_named_and_a_readable_id_is_kept() {
-        let deep = format!("{{\"data\": {}{}}}", "[".repeat(100_000), "]".repeat(100_000));
-        for text in ["<html>oops</html>", "", r#"{"success":true,"data":{"params":{}}}"#, &deep] {
+        let deep = format!(
+            "{{\"data\": {}{}}}",
+            "[".repeat(100_000),
+            "]".repeat(100_000)
+        );
+        for text in [
+            "<html>oops</html>",
+            "",
+            r#"{"success":true,"data":{"params":{}}}"#,
+            &deep,
+        ] {
             match read_claim(&answer(200, text), "T") {
                 Claim::Unreadable { task: None, .. } => {}
                 _ => panic!("unreadable: {}", &text[..text.len().min(40)]),

@@ -108,7 +108,12 @@ pub(super) fn urlencode(s: &str) -> String {
 }
 
 impl Api {
-    pub fn new(url: &str, key: &str, host_id: &str, fallback_wait: Duration) -> Result<Api, AdapterError> {
+    pub fn new(
+        url: &str,
+        key: &str,
+        host_id: &str,
+        fallback_wait: Duration,
+    ) -> Result<Api, AdapterError> {
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()
@@ -149,7 +154,10 @@ impl Api {
     ) -> Result<Answer, AdapterError> {
         self.wait_turn().await;
         let url = format!("{}{path}", self.url);
-        let mut req = self.http.request(method, &url).header("X-API-Key", &self.key);
+        let mut req = self
+            .http
+            .request(method, &url)
+            .header("X-API-Key", &self.key);
         if let Some(b) = body {
             req = req.json(b);
         }

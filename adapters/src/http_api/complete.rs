@@ -73,7 +73,11 @@ fn read_answer(task_id: &str, a: &Answer) -> Result<(), AdapterError> {
 }
 
 impl HttpSource {
-    pub(super) async fn complete(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
+    pub(super) async fn complete(
+        &self,
+        lease: &Lease,
+        doc: &ResultDocument,
+    ) -> Result<(), AdapterError> {
         let id = &lease.task_id;
         // The newest progress first, and none of this task's progress in flight during the complete.
         let (_gate, unsent) = self.throttle.finish(id).await;
@@ -83,7 +87,11 @@ impl HttpSource {
         let path = format!("/tasks/{}/complete", urlencode(id));
         let a = self
             .api
-            .call(reqwest::Method::POST, &path, Some(&body_of(&self.api.host_id, doc)))
+            .call(
+                reqwest::Method::POST,
+                &path,
+                Some(&body_of(&self.api.host_id, doc)),
+            )
             .await?;
         read_answer(id, &a)
     }

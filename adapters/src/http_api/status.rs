@@ -72,9 +72,15 @@ fn create_error(a: &Answer, task_type: &str) -> AdapterError {
                 .get("details")
                 .map(|d| format!(" {d}"))
                 .unwrap_or_default();
-            AdapterError::Invalid(format!("the TaskManager refused the task: {}{details}", a.error_text()))
+            AdapterError::Invalid(format!(
+                "the TaskManager refused the task: {}{details}",
+                a.error_text()
+            ))
         }
-        s => AdapterError::Backend(format!("creating the task answered HTTP {s}: {}", a.error_text())),
+        s => AdapterError::Backend(format!(
+            "creating the task answered HTTP {s}: {}",
+            a.error_text()
+        )),
     }
 }
 
@@ -95,7 +101,10 @@ fn status_of(item: &Value, asked: &str) -> TaskStatus {
     let task_type = text("type").unwrap_or_default();
     let started = text("claimed_at");
     let finished = text("completed_at");
-    let duration_ms = match (started.as_deref().and_then(datetime_ms), finished.as_deref().and_then(datetime_ms)) {
+    let duration_ms = match (
+        started.as_deref().and_then(datetime_ms),
+        finished.as_deref().and_then(datetime_ms),
+    ) {
         (Some(s), Some(f)) if f >= s => u64::try_from(f - s).unwrap_or(0),
         _ => 0,
     };
@@ -106,7 +115,9 @@ fn status_of(item: &Value, asked: &str) -> TaskStatus {
         // `result` is an object, or the JSON text of one.
         result: match item.get("result") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(serde_json::from_str(s).unwrap_or(Value::String(s.clone()))),
+            Some(Value::String(s)) => {
+                Some(serde_json::from_str(s).unwrap_or(Value::String(s.clone())))
+            }
             Some(v) => Some(v.clone()),
         },
         error: text("error_message").map(Value::String),
@@ -192,6 +203,9 @@ mod tests {
         assert_eq!(r.duration_ms, 28_000);
         assert_eq!(r.started_at, "2026-01-01T10:00:00");
         let item = json!({"id": "6", "status": "completed", "result": "{\"a\":1}"});
-        assert_eq!(status_of(&item, "6").result.and_then(|r| r.result), Some(json!({"a": 1})));
+        assert_eq!(
+            status_of(&item, "6").result.and_then(|r| r.result),
+            Some(json!({"a": 1}))
+        );
     }
 }

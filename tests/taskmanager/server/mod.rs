@@ -107,6 +107,8 @@ pub struct Inner {
     pub hostile: VecDeque<Hostile>,
     /// Every request as `METHOD /path` (after /api), in order.
     pub requests: Vec<String>,
+    /// The last id handed out (AUTO_INCREMENT: a deleted task's id is never reused).
+    pub last_id: u64,
 }
 
 impl Inner {
@@ -182,7 +184,8 @@ impl Inner {
             .find(|t| t.1 == type_name)
             .map(|t| t.0)
             .expect("type");
-        let id = 1 + self.tasks.iter().map(|t| t.id).max().unwrap_or(0);
+        self.last_id += 1;
+        let id = self.last_id;
         self.tasks.push(Task {
             id,
             type_id,
