@@ -189,7 +189,7 @@ fn envelope(cfg_types: &[String], t: &TaskArgs, allow_unknown: bool) -> anyhow::
 pub async fn submit(path: &Path, s: SubmitArgs) -> anyhow::Result<u8> {
     quiet_logging();
     let cfg = load(path)?;
-    if t.id.is_some() && cfg.task_manager.kind() == "http" {
+    if s.task.id.is_some() && cfg.task_manager.kind() == "http" {
         return Err(Usage(
             "--id is not supported by the http task manager: the TaskManager assigns its own ids (submit prints it)".into(),
         )

@@ -152,6 +152,61 @@ impl Throttle {
     }
 }
 
+/// Sends one report. A refusal is only logged (at debug): progress is advisory, and a task whose claim
+/// was lost hears about it from its complete.
+pub(super) async fn send(api: &Api, task_id: &str, r: &Report) {
+    let mut body = json!({"worker_id": api.host_id, "progress": r.percent});
+    if let Some(m) = &r.message {
+        body["message"] = json!(m);
+    }
+    let path = format!("/tasks/{}/progress", urlencode(task_id));
+    match api.call(reqwest::Method::POST, &path, Some(&body)).await {
+        Ok(a) if a.ok() => {}
+        Ok(a) => {
+            tracing::debug!(task_id, status = a.status, error = %a.error_text(), "progress not recorded")
+        }
+        Err(e) => tracing::debug!(task_id, error = %e, "progress not recorded"),
+    }
+}
+
+/// Sends the task's newest report not sent yet, in order with its other reports.
+async fn send_newest(api: Arc<Api>, throttle: Arc<Throttle>, task_id: String) {
+    if let Some((_gate, r)) = throttle.take(&task_id).await {
+        send(&api, &task_id, &r).await;
+    }
+}
+
+impl HttpSource {
+    /// Takes a worker's progress report without waiting: it is sent in the background, now or when the
+    /// task's second is up (see the module's comment).
+    pub(super) fn offer_progress(&self, task_id: &str, percent: f64, message: Option<&str>) {
+        let Some(report) = Report::new(percent, message) else {
+            return;
+        };
+        let plan = self.throttle.offer(task_id, report, Instant::now());
+        let Ok(rt) = tokio::runtime::Handle::try_current() else {
+            return;
+        };
+        let (api, throttle, id) = (self.api.clone(), self.throttle.clone(), task_id.to_string());
+        match plan {
+            Plan::Nothing => {}
+            Plan::Now => {
+                rt.spawn(send_newest(api, throttle, id));
+            }
+            Plan::At(at) => {
+                rt.spawn(async move {
+                    tokio::select! {
+                        _ = tokio::time::sleep_until(at.into()) => {}
+                        _ = api.shutdown.cancelled() => {}
+                    }
+                    throttle.fired(&id, Instant::now());
+                    send_newest(api, throttle, id).await;
+                });
+            }
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -247,60 +302,5 @@ mod tests {
         );
         drop(guard);
         assert_eq!(finishing.await.ok().flatten(), None);
-    }
-}
-
-/// Sends one report. A refusal is only logged (at debug): progress is advisory, and a task whose claim
-/// was lost hears about it from its complete.
-pub(super) async fn send(api: &Api, task_id: &str, r: &Report) {
-    let mut body = json!({"worker_id": api.host_id, "progress": r.percent});
-    if let Some(m) = &r.message {
-        body["message"] = json!(m);
-    }
-    let path = format!("/tasks/{}/progress", urlencode(task_id));
-    match api.call(reqwest::Method::POST, &path, Some(&body)).await {
-        Ok(a) if a.ok() => {}
-        Ok(a) => {
-            tracing::debug!(task_id, status = a.status, error = %a.error_text(), "progress not recorded")
-        }
-        Err(e) => tracing::debug!(task_id, error = %e, "progress not recorded"),
-    }
-}
-
-/// Sends the task's newest report not sent yet, in order with its other reports.
-async fn send_newest(api: Arc<Api>, throttle: Arc<Throttle>, task_id: String) {
-    if let Some((_gate, r)) = throttle.take(&task_id).await {
-        send(&api, &task_id, &r).await;
-    }
-}
-
-impl HttpSource {
-    /// Takes a worker's progress report without waiting: it is sent in the background, now or when the
-    /// task's second is up (see the module's comment).
-    pub(super) fn offer_progress(&self, task_id: &str, percent: f64, message: Option<&str>) {
-        let Some(report) = Report::new(percent, message) else {
-            return;
-        };
-        let plan = self.throttle.offer(task_id, report, Instant::now());
-        let Ok(rt) = tokio::runtime::Handle::try_current() else {
-            return;
-        };
-        let (api, throttle, id) = (self.api.clone(), self.throttle.clone(), task_id.to_string());
-        match plan {
-            Plan::Nothing => {}
-            Plan::Now => {
-                rt.spawn(send_newest(api, throttle, id));
-            }
-            Plan::At(at) => {
-                rt.spawn(async move {
-                    tokio::select! {
-                        _ = tokio::time::sleep_until(at.into()) => {}
-                        _ = api.shutdown.cancelled() => {}
-                    }
-                    throttle.fired(&id, Instant::now());
-                    send_newest(api, throttle, id).await;
-                });
-            }
-        }
     }
 }
