@@ -342,6 +342,16 @@ impl Host {
             self.spawn_settle(d.lease, doc, Some(worker));
             return;
         }
+        // Earlier deliveries count as attempts: one each, or a whole round each where the task manager
+        // reruns failures itself (numbers then go on across rounds instead of repeating).
+        let deliveries = d.deliveries.max(1);
+        let first_attempt = if self.source.reruns_failures() {
+            (deliveries - 1)
+                .saturating_mul(worker.config.max_retries.saturating_add(1))
+                .saturating_add(1)
+        } else {
+            deliveries
+        };
         // Permits are taken here, before the next claim looks at what is free.
         let global = self.global.clone().try_acquire_owned().ok();
         let local = worker.permits.clone().try_acquire_owned().ok();
@@ -355,7 +365,7 @@ impl Host {
                 worker: worker.config.name.clone(),
                 started_at: Stamp::now(),
                 started: Instant::now(),
-                attempt: d.deliveries.max(1),
+                attempt: first_attempt,
             };
             t.insert(env.id.clone(), task);
         }
@@ -374,7 +384,7 @@ impl Host {
             // that forgot it, nor keep its capacity. The lease is let go (no longer renewed): the task
             // returns when it expires, as after a crash, and that counts as a delivery, so a task that
             // makes the host panic every time ends dead-lettered by `max_deliveries`, not in a loop.
-            let body = ctx.run(&worker, &env, &d.lease, d.deliveries, global, local, &kill);
+            let body = ctx.run(&worker, &env, &d.lease, first_attempt, global, local, &kill);
             let permits = match AssertUnwindSafe(body).catch_unwind().await {
                 Ok(permits) => permits,
                 Err(_) => {

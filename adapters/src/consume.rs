@@ -148,6 +148,14 @@ pub trait Consumer: Send + Sync {
         tokio::time::sleep(self.idle_wait())
     }
 
+    /// Whether the task manager itself puts a task back after a reported failure, so that each of its
+    /// deliveries runs a whole round of the proxy's attempts (the HTTP service does, up to its own
+    /// maximum). The host then numbers attempts across rounds: delivery `n` of a worker with
+    /// `max_retries: R` starts at attempt `(n - 1) * (R + 1) + 1`, so numbers never repeat.
+    fn reruns_failures(&self) -> bool {
+        false
+    }
+
     /// Whether [`Consumer::progress`] goes anywhere (the host forwards workers' progress lines only then).
     fn wants_progress(&self) -> bool {
         false

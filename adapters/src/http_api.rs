@@ -164,6 +164,11 @@ impl Consumer for HttpSource {
         true
     }
 
+    /// On a reported failure the service puts the task back while its attempts are below its maximum.
+    fn reruns_failures(&self) -> bool {
+        true
+    }
+
     fn progress(&self, task_id: &str, percent: f64, message: Option<&str>) {
         self.offer_progress(task_id, percent, message);
     }

@@ -70,6 +70,9 @@ impl Consumer for Source {
     fn wants_progress(&self) -> bool {
         dispatch!(self, s => s.wants_progress())
     }
+    fn reruns_failures(&self) -> bool {
+        dispatch!(self, s => s.reruns_failures())
+    }
     fn progress(&self, task_id: &str, percent: f64, message: Option<&str>) {
         dispatch!(self, s => s.progress(task_id, percent, message))
     }

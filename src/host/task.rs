@@ -50,13 +50,13 @@ impl TaskCtx {
         worker: &WorkerEntry,
         env: &Envelope,
         lease: &Lease,
-        deliveries: u32,
+        first_attempt: u32,
         global: Option<OwnedSemaphorePermit>,
         local: Option<OwnedSemaphorePermit>,
         kill: &CancellationToken,
     ) -> Option<Permits> {
         let mut permits = Some(self.permits(global, local, worker).await);
-        let ran = self.proxy.run(worker, env, deliveries.max(1), kill).await;
+        let ran = self.proxy.run(worker, env, first_attempt, kill).await;
         // The newest claim of the task (the task manager may have handed it over again meanwhile).
         let lease = &self.held.settling(&env.id, lease);
         match ran {

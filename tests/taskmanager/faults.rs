@@ -386,3 +386,35 @@ printf '{"success": true, "result": {"ok": 1}}\n'
         t.progress
     );
 }
+
+#[test]
+fn failures_the_service_reruns_number_attempts_across_its_claims() {
+    let tm = TaskManager::default();
+    tm.add_type("T");
+    let id = tm.add_task("T", json!({"a": 1}));
+    let url = server::start(tm.clone());
+    let p = Project::new();
+    p.write(
+        "fail.sh",
+        r#"read -r doc
+printf '%s\n' "$doc" | sed -n 's/.*"attempt": *\([0-9]*\).*/\1/p' >> attempts.txt
+exit 1
+"#,
+    );
+    let w = "  - name: failing\n    command: [\"/bin/sh\", \"./fail.sh\"]\n    project_path: .\n    task_types: [\"T\"]\n    max_retries: 1\n";
+    configure(&p, &url, "", w);
+    let out = run_with_key(&p, KEY, &["--burst"]);
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    assert_eq!(
+        tm.task(id).status,
+        State::Failed,
+        "the service gave up after its 3 claims"
+    );
+    let seen: Vec<u32> = std::fs::read_to_string(p.file("attempts.txt"))
+        .unwrap_or_default()
+        .lines()
+        .filter_map(|l| l.trim().parse().ok())
+        .collect();
+    // max_retries: 1 is 2 runs a claim, and the service claims 3 times: 6 runs, numbered 1..=6.
+    assert_eq!(seen, vec![1, 2, 3, 4, 5, 6]);
+}
