@@ -255,5 +255,9 @@ fn copy(e: &AdapterError) -> AdapterError {
         AdapterError::Invalid(m) => AdapterError::Invalid(m.clone()),
         AdapterError::Unavailable(m) => AdapterError::Unavailable(m.clone()),
         AdapterError::Backend(m) => AdapterError::Backend(m.clone()),
+        AdapterError::Refused { id, reason } => AdapterError::Refused {
+            id: id.clone(),
+            reason: reason.clone(),
+        },
     }
 }
