@@ -19,6 +19,7 @@
 
 #[cfg(test)]
 mod broker_tests;
+mod dead;
 mod inner;
 mod link;
 mod message;
@@ -300,6 +301,21 @@ impl Consumer for AmqpSource {
 }
 
 impl Queue for AmqpSource {
+    async fn dead_list(
+        &self,
+        f: &crate::ops::DeadFilter,
+    ) -> Result<Vec<crate::ops::DeadLetter>, crate::ops::OpsError> {
+        dead::list(&self.inner, f).await
+    }
+    async fn dead_retry(
+        &self,
+        which: &crate::ops::DeadSelection,
+    ) -> Result<u64, crate::ops::OpsError> {
+        dead::retry(&self.inner, which).await
+    }
+    async fn dead_purge(&self, f: &crate::ops::DeadFilter) -> Result<u64, crate::ops::OpsError> {
+        dead::purge(&self.inner, f).await
+    }
     async fn submit(&self, envelope: &Envelope) -> Result<(), AdapterError> {
         let i = &self.inner;
         if envelope.id.is_empty() || envelope.task_type.is_empty() {

@@ -5,6 +5,7 @@
 
 mod faults;
 mod flow;
+mod ops;
 mod rabbit;
 #[path = "../support/mod.rs"]
 mod support;

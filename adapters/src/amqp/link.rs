@@ -182,6 +182,14 @@ impl Link {
         }
     }
 
+    /// A channel of its own in confirm mode, for the dead-letter operations: closing it (or the host
+    /// dying) requeues whatever it took and did not ack.
+    pub async fn op_channel(&self) -> lapin::Result<Channel> {
+        let ch = self.conn.create_channel().await?;
+        ch.confirm_select(ConfirmSelectOptions::default()).await?;
+        Ok(ch)
+    }
+
     pub fn mark_broken(&self) {
         self.broken.store(true, Ordering::SeqCst);
     }
