@@ -34,7 +34,7 @@ impl OpsError {
 
 /// What a cancel did.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-#[serde(rename_all = "snake_case", tag = "cancel")]
+#[serde(rename_all = "snake_case")]
 pub enum Cancelled {
     /// The task was queued or scheduled: it is `cancelled` now and will never run.
     Done,

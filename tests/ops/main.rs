@@ -5,6 +5,7 @@
 mod deploy;
 mod endpoints;
 mod hooks;
+mod operate;
 mod page;
 mod prom;
 mod reload;
