@@ -258,6 +258,13 @@ pub fn run_page(repo: &Path, rel: &str) -> Vec<String> {
             ));
             continue;
         }
+        if block.lang.is_empty() {
+            failures.push(format!(
+                "{rel}:{}: a block without a language: mark it `sh` (run by this test) or `text`",
+                block.line
+            ));
+            continue;
+        }
         if block.lang != "sh" {
             continue;
         }
