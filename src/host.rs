@@ -53,6 +53,30 @@ pub struct HostState {
     pub in_flight: AtomicU64,
     /// The tasks running here now, by task id (for the status page and the in-flight gauge).
     pub tasks: Mutex<HashMap<String, RunningTask>>,
+    /// Per running task, the token that stops its process (a child of the host's kill token), and
+    /// whether a renewal said it was cancelled (then it is recorded `cancelled`, not handed back).
+    pub stops: Mutex<HashMap<String, (CancellationToken, bool)>>,
+}
+
+impl HostState {
+    /// Marks a running task cancelled and stops its process group.
+    pub fn cancel_running(&self, task_id: &str) {
+        if let Ok(mut s) = self.stops.lock()
+            && let Some((token, cancelled)) = s.get_mut(task_id)
+        {
+            *cancelled = true;
+            token.cancel();
+        }
+    }
+
+    /// Whether a renewal said this running task was cancelled.
+    pub fn was_cancelled(&self, task_id: &str) -> bool {
+        self.stops
+            .lock()
+            .ok()
+            .and_then(|s| s.get(task_id).map(|(_, c)| *c))
+            .unwrap_or(false)
+    }
 }
 
 pub struct Host {
@@ -99,6 +123,7 @@ impl Host {
                 unreadable_answers: AtomicU64::new(0),
                 in_flight: AtomicU64::new(0),
                 tasks: Mutex::default(),
+                stops: Mutex::default(),
             }),
             held: Arc::default(),
             done: Arc::default(),
@@ -378,7 +403,11 @@ impl Host {
             done: self.done.clone(),
             state: self.state.clone(),
         };
-        let kill = kill.clone();
+        // The task's own stop: the host's kill, or a cancel its renewal reports.
+        let kill = kill.child_token();
+        if let Ok(mut s) = self.state.stops.lock() {
+            s.insert(env.id.clone(), (kill.clone(), false));
+        }
         self.tracker.spawn(async move {
             // A panic below (a bug) must not leave the task in limbo, held and renewed forever by a host
             // that forgot it, nor keep its capacity. The lease is let go (no longer renewed): the task
@@ -395,6 +424,9 @@ impl Host {
             ctx.held.remove(&d.lease.task_id);
             if let Ok(mut t) = ctx.state.tasks.lock() {
                 t.remove(&env.id);
+            }
+            if let Ok(mut s) = ctx.state.stops.lock() {
+                s.remove(&env.id);
             }
             // Capacity first, then the count: whoever sees `in_flight` drop sees the capacity free.
             drop(permits);
@@ -452,6 +484,7 @@ impl Host {
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let source = self.source.clone();
         let claims = self.held.clone();
+        let state = self.state.clone();
         let every = (self.opts.lease / 3).max(Duration::from_millis(50));
         async move {
             loop {
@@ -471,7 +504,8 @@ impl Host {
                                     tracing::warn!(task_id = %r.lease.task_id, "lease lost while the task runs: another host may run it too; its outcome will not be recorded by this host")
                                 }
                                 RevokeReason::Cancelled => {
-                                    tracing::warn!(task_id = %r.lease.task_id, "task cancelled while it runs; its outcome will not be recorded by this host")
+                                    tracing::info!(task_id = %r.lease.task_id, "task cancelled while it runs: stopping its process");
+                                    state.cancel_running(&r.lease.task_id);
                                 }
                             }
                         }

@@ -284,6 +284,9 @@ impl Observer for Metrics {
             // task_timed_out, which is not counted again). A task_failed without an outcome never ran
             // (delivery limit).
             EventKind::TaskRetrying | EventKind::TaskFailed => attempt(e.outcome),
+            EventKind::TaskCancelled => {
+                self.tasks.with_label_values(&[worker, "cancelled"]).inc();
+            }
             EventKind::TaskDeadLettered => {
                 self.tasks.with_label_values(&[worker, "dead"]).inc();
             }

@@ -80,6 +80,27 @@ impl TaskCtx {
                 settle(&self.source, lease, &doc, &self.state, kill).await;
                 drop(settling);
             }
+            Final::Released if self.state.was_cancelled(&env.id) => {
+                let doc = self.cancelled_doc(worker, env, first_attempt);
+                let mut e = crate::observers::Event::new(
+                    crate::observers::EventKind::TaskCancelled,
+                    &doc.host,
+                );
+                e.task_id = Some(env.id.clone());
+                e.task_type = Some(env.task_type.clone());
+                e.worker = Some(worker.config.name.clone());
+                e.attempt = Some(first_attempt);
+                self.proxy.observers.emit(e);
+                // Fenced like any outcome: if the task's own outcome was recorded first, that one stays.
+                settle(
+                    &self.source,
+                    lease,
+                    &doc,
+                    &self.state,
+                    &CancellationToken::new(),
+                )
+                .await;
+            }
             Final::Released => match self.source.release(lease).await {
                 Ok(()) => {
                     tracing::warn!(task_id = %env.id, "task handed back to the task manager unfinished")
@@ -90,6 +111,30 @@ impl TaskCtx {
             },
         }
         permits
+    }
+}
+
+impl TaskCtx {
+    /// The result document of a task stopped by a cancel.
+    fn cancelled_doc(&self, worker: &WorkerEntry, env: &Envelope, attempt: u32) -> ResultDocument {
+        let now = workerhost_adapters::rfc3339_ms(workerhost_adapters::now_ms());
+        ResultDocument {
+            id: env.id.clone(),
+            task_type: env.task_type.clone(),
+            status: "cancelled".into(),
+            error: Some(
+                serde_json::json!({"message": "cancelled while running", "outcome": "cancelled"}),
+            ),
+            attempts: attempt,
+            worker: Some(worker.config.name.clone()),
+            host: self.proxy.host_id.clone(),
+            started_at: now.clone(),
+            finished_at: now,
+            correlation_id: env.correlation_id.clone(),
+            result: None,
+            duration_ms: 0,
+            usage: None,
+        }
     }
 }
 

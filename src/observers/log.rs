@@ -39,6 +39,7 @@ impl Observer for LogObserver {
             EventKind::TaskTimedOut => log_event!(warn, e, "task attempt timed out"),
             EventKind::TaskFailed => log_event!(error, e, "task failed"),
             EventKind::TaskDeadLettered => log_event!(warn, e, "task dead-lettered"),
+            EventKind::TaskCancelled => log_event!(info, e, "task cancelled"),
             EventKind::WorkerUnhealthy => log_event!(error, e, "worker unhealthy"),
         }
     }

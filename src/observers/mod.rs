@@ -29,11 +29,12 @@ pub enum EventKind {
     TaskFailed,
     TaskTimedOut,
     TaskDeadLettered,
+    TaskCancelled,
     WorkerUnhealthy,
 }
 
 impl EventKind {
-    pub const ALL: [EventKind; 8] = [
+    pub const ALL: [EventKind; 9] = [
         EventKind::TaskReceived,
         EventKind::TaskStarted,
         EventKind::TaskRetrying,
@@ -41,6 +42,7 @@ impl EventKind {
         EventKind::TaskFailed,
         EventKind::TaskTimedOut,
         EventKind::TaskDeadLettered,
+        EventKind::TaskCancelled,
         EventKind::WorkerUnhealthy,
     ];
 
@@ -58,6 +60,7 @@ impl EventKind {
             EventKind::TaskFailed => "task_failed",
             EventKind::TaskTimedOut => "task_timed_out",
             EventKind::TaskDeadLettered => "task_dead_lettered",
+            EventKind::TaskCancelled => "task_cancelled",
             EventKind::WorkerUnhealthy => "worker_unhealthy",
         }
     }

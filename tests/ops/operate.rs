@@ -181,3 +181,48 @@ fn state_changing_posts_need_the_token_or_a_loopback_listener() {
     let _ = child.kill();
     let _ = child.wait();
 }
+
+#[test]
+fn cancel_of_a_running_task_kills_its_process_and_records_cancelled() {
+    let p = Project::new();
+    ops_config(&p, None, "", &sh_worker("PrismQ.Ops.Cancel", "T", ""));
+    p.write("w.sh", BREAKABLE_SH);
+    let host = start_host(&p, &[], &[]);
+    submit_any(&p, "T", "hang1");
+    let mut pid = None;
+    let started = wait_until(Duration::from_secs(15), || {
+        pid = lines(&p.file("runs.log"))
+            .iter()
+            .find_map(|l| l.strip_prefix("hang1 ")?.trim().parse::<i32>().ok());
+        pid.is_some()
+    });
+    assert!(started, "{}", p.host_log());
+    let pid = pid.expect("worker pid");
+    assert!(pid_alive(pid));
+    let t = std::time::Instant::now();
+    let out = p.run(&["cancel", "hang1"]);
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stderr));
+    assert!(
+        text(&out.stdout).contains("cancelled hang1"),
+        "{}",
+        text(&out.stdout)
+    );
+    // lease_seconds is 2: renewals every ~0.7 s, then the group is killed (kill grace) and recorded.
+    assert!(t.elapsed() < Duration::from_secs(10), "{:?}", t.elapsed());
+    assert!(
+        wait_until(Duration::from_secs(5), || !pid_alive(pid)),
+        "the worker process is gone"
+    );
+    let st = p.status("hang1").expect("status");
+    assert_eq!(st["status"], "cancelled", "{st}");
+    assert_eq!(st["result"]["status"], "cancelled", "{st}");
+    let out = p.run(&["cancel", "hang1"]);
+    assert_eq!(out.status.code(), Some(1), "a finished task is left alone");
+    let metrics = host.get("/metrics").body;
+    assert!(
+        metrics.contains(
+            "workerhost_tasks_total{status=\"cancelled\",worker=\"PrismQ.Ops.Cancel\"} 1"
+        ),
+        "{metrics}"
+    );
+}
