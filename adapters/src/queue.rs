@@ -2,8 +2,9 @@
 //! endpoints need ([`Queue`]). A host that only consumes never calls these.
 
 use crate::ops::{Cancelled, DeadFilter, DeadLetter, DeadSelection, OpsError, TypeDepth};
-use crate::{AdapterError, Envelope, TaskStatus};
+use crate::{AdapterError, Envelope, ResultDocument, TaskStatus};
 use std::future::Future;
+use std::time::Duration;
 
 /// Putting tasks in and asking about them.
 ///
@@ -25,6 +26,30 @@ pub trait Queue: Send + Sync {
         &self,
         id: &str,
     ) -> impl Future<Output = Result<Option<TaskStatus>, AdapterError>> + Send;
+
+    /// Waits for the task's result document, asking [`Queue::status`] every `poll` (an application that
+    /// produces tasks and wants their outcome, without a host of its own). `Ok(None)`: none within
+    /// `timeout`. Task managers that keep no status (amqp) answer their status error at once.
+    fn wait_result(
+        &self,
+        id: &str,
+        timeout: Duration,
+        poll: Duration,
+    ) -> impl Future<Output = Result<Option<ResultDocument>, AdapterError>> + Send {
+        async move {
+            let deadline = tokio::time::Instant::now() + timeout;
+            loop {
+                if let Some(doc) = self.status(id).await?.and_then(|s| s.result) {
+                    return Ok(Some(doc));
+                }
+                let now = tokio::time::Instant::now();
+                if now >= deadline {
+                    return Ok(None);
+                }
+                tokio::time::sleep(poll.min(deadline - now)).await;
+            }
+        }
+    }
 
     // The operations of SPEC section 8 (see [`crate::ops`]); each defaults to "not supported".
 

@@ -495,3 +495,4 @@ async fn a_commit_between_the_claim_and_the_wait_is_not_missed() {
 /// The section 8 operations.
 mod ops;
 mod time;
+mod wait;
