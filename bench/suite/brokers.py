@@ -1,4 +1,4 @@
-"""The three task managers as the benchmarks use them: a unique queue each, bulk enqueue, a count of the
+"""The task managers as the benchmarks use them: a unique queue each, bulk enqueue, a count of the
 results stored, one submit and the wait for its result (latency), and clean-up."""
 import json
 import os
@@ -8,12 +8,14 @@ import time
 import urllib.parse
 
 import amqp
+import psycopg
 import redis
 
 from common import BIN, RUN_ID, listener_pid
 
 REDIS_URL = os.environ.get("REDIS_URL", "redis://127.0.0.1:6379/0")
 AMQP_URL = os.environ.get("AMQP_URL", "amqp://guest:guest@127.0.0.1:5672/%2f")
+PG_URL = os.environ.get("PG_URL", "postgresql://postgres@127.0.0.1:5432/test")
 PARAMS = {"text": "abc"}
 
 
@@ -320,4 +322,82 @@ class AmqpLatency:
         self.conn.close()
 
 
-BACKENDS = {"sqlite": Sqlite, "redis": Redis, "amqp": Amqp}
+class Postgres:
+    """A schema of its own on the machine's PostgreSQL (trust auth), dropped afterwards."""
+    kind = "postgres"
+
+    def __init__(self, name, folder=None):
+        self.url = _loopback(PG_URL)
+        self.schema = ("bench_" + RUN_ID + "_" + name).replace("-", "_").replace(".", "_").lower()[:50]
+        self.enqueued = 0
+
+    def tm_yaml(self, results=True):
+        return f'task_manager:\n  type: postgres\n  url: "{self.url}"\n  schema: {self.schema}\n'
+
+    def broker_pid(self):
+        return listener_pid(urllib.parse.urlparse(self.url).port or 5432)
+
+    def prepare(self, config):
+        """`workerhost migrate` creates the schema."""
+        subprocess.run([BIN, "--config", config, "migrate"], check=True, capture_output=True, timeout=60)
+
+    def _conn(self):
+        return psycopg.connect(self.url, autocommit=True)
+
+    def enqueue(self, n, ttype, prefix="t"):
+        with self._conn() as c:
+            c.execute(f"INSERT INTO {self.schema}.tasks (id, type, params) "
+                      "SELECT %s || i, %s, %s::jsonb FROM generate_series(0, %s) i",
+                      (prefix, ttype, json.dumps(PARAMS), n - 1))
+        self.enqueued += n
+
+    def counter(self):
+        c = self._conn()
+        q = f"SELECT count(*) FROM {self.schema}.tasks WHERE status IN ('succeeded', 'dead')"
+
+        def done():
+            return c.execute(q).fetchone()[0]
+        return done
+
+    def failed(self):
+        with self._conn() as c:
+            return c.execute(f"SELECT count(*) FROM {self.schema}.tasks WHERE status = 'dead'").fetchone()[0]
+
+    def latency_client(self):
+        return PostgresLatency(self)
+
+    def cleanup(self):
+        with self._conn() as c:
+            c.execute(f"DROP SCHEMA IF EXISTS {self.schema} CASCADE")
+
+
+class PostgresLatency:
+    """Enqueues with `<schema>.enqueue(...)` (autocommit: the NOTIFY goes out at commit) and polls the row."""
+
+    def __init__(self, b):
+        self.b = b
+        self.c = psycopg.connect(b.url, autocommit=True)
+        self.enqueue = f"SELECT {b.schema}.enqueue(p_type => %s, p_params => %s::jsonb, p_id => %s)"
+        self.poll = f"SELECT status FROM {b.schema}.tasks WHERE id = %s"
+        self.params = json.dumps(PARAMS)
+
+    def submit(self, tid, ttype):
+        t0 = time.monotonic()
+        self.c.execute(self.enqueue, (ttype, self.params, tid))
+        return t0
+
+    def wait(self, tid, timeout=10.0):
+        deadline = time.monotonic() + timeout
+        while True:
+            row = self.c.execute(self.poll, (tid,)).fetchone()
+            if row and row[0] in ("succeeded", "dead"):
+                return time.monotonic(), row[0] == "succeeded"
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"no result for {tid} within {timeout} s")
+            time.sleep(0.0002)
+
+    def close(self):
+        self.c.close()
+
+
+BACKENDS = {"sqlite": Sqlite, "redis": Redis, "amqp": Amqp, "postgres": Postgres}

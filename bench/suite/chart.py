@@ -4,7 +4,7 @@ import math
 from xml.sax.saxutils import escape
 
 W = 960
-COLORS = {"sqlite": "#7b8794", "redis": "#d64545", "amqp": "#f0a202", "floor": "#3e4c59"}
+COLORS = {"sqlite": "#7b8794", "redis": "#d64545", "amqp": "#f0a202", "postgres": "#336791", "floor": "#3e4c59"}
 FONT = 'font-family="DejaVu Sans, Arial, sans-serif"'
 
 

@@ -15,7 +15,7 @@ WORKERS = os.path.join(ROOT, "bench", "workers")
 WORKER_PY = os.path.join(ROOT, "bench", "out", "worker-venv", "bin", "python")
 OUT = os.path.join(ROOT, "bench", "out")
 TICK = os.sysconf("SC_CLK_TCK")
-ADAPTERS = ["sqlite", "redis", "amqp"]
+ADAPTERS = ["sqlite", "redis", "amqp", "postgres"]
 RUN_ID = "%x" % (int(time.time()) % 0xFFFFFF) + "%x" % os.getpid()
 
 

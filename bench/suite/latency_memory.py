@@ -59,7 +59,7 @@ def latency_section(folder, quick):
 
     before = floors()
     out = {"floor": before, "runs": []}
-    for kind in [k for k in ADAPTERS if k in ("sqlite", "redis", "amqp")]:
+    for kind in [k for k in ADAPTERS if k in ("sqlite", "redis", "amqp", "postgres")]:
         for mode in ("spawn", "spawn-py", "pool"):
             r = measure_latency(kind, folder, mode, n if mode != "spawn-py" else max(20, n // 4))
             log(f"  {kind:6} {mode:5}: median {r['median_ms']:.2f} ms, p95 {r['p95_ms']:.2f} ms")

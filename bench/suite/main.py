@@ -63,7 +63,7 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__)
     ap.add_argument("--quick", action="store_true", help="small counts; writes the report under bench/out/")
     ap.add_argument("--only", default="", help="comma-separated sections: " + " ".join(SECTIONS))
-    ap.add_argument("--adapters", default="", help="comma-separated task managers to run (sqlite redis amqp)")
+    ap.add_argument("--adapters", default="", help="comma-separated task managers to run (sqlite redis amqp postgres)")
     ap.add_argument("--render", default="", metavar="RESULTS_JSON",
                     help="measure nothing: write BENCHMARKS.md and BENCHMARKS.svg again from a run's results.json")
     args = ap.parse_args()

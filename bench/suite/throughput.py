@@ -77,7 +77,7 @@ def spawn_section(folder, quick):
         # shared, and its speed drifts over minutes.
         floors = [floor(argv, parallel, n, cwd)]
         runs = []
-        for kind in [k for k in ADAPTERS if k in ("sqlite", "redis", "amqp")]:
+        for kind in [k for k in ADAPTERS if k in ("sqlite", "redis", "amqp", "postgres")]:
             r = drain_run(kind, folder, f"spawn-{worker}-{kind}", worker, parallel, n)
             floors.append(floor(argv, parallel, n, cwd))
             pair = (floors[-2]["per_s"] + floors[-1]["per_s"]) / 2
@@ -101,7 +101,7 @@ def pool_section(folder, quick):
     queue too: issue 8's targets name Redis and RabbitMQ, but it is what a user starts on."""
     n = 3000 if quick else 20000
     out = []
-    for kind in [k for k in ADAPTERS if k in ("sqlite", "redis", "amqp")]:
+    for kind in [k for k in ADAPTERS if k in ("sqlite", "redis", "amqp", "postgres")]:
         for c in (2, 4, 8, 16):
             r = drain_run(kind, folder, f"pool-{kind}-{c}", "pool", c, n)
             log(f"  {kind:6} pool c={c:<2}: {r['per_s']:.0f} tasks/s, host CPU {r['host_cpu_ms_per_task']:.3f} ms/task, "
@@ -114,7 +114,7 @@ def scaleout_section(folder, quick):
     """One host, then two hosts (the same config each: pool mode, concurrency 8) on one broker."""
     n = 4000 if quick else 30000
     out = []
-    for kind in [k for k in ADAPTERS if k in ("redis", "amqp")]:
+    for kind in [k for k in ADAPTERS if k in ("redis", "amqp", "postgres")]:
         for hosts in (1, 2):
             r = drain_run(kind, folder, f"scale-{kind}-{hosts}", "pool", 8, n, hosts=hosts)
             log(f"  {kind:6} {hosts} host(s): {r['per_s']:.0f} tasks/s")
