@@ -141,6 +141,14 @@ pub fn health_doc(s: &HttpState) -> (StatusCode, Value) {
         "uptime_seconds": s.host.started.elapsed().as_secs(),
         "task_manager": {"type": s.task_manager, "connected": up},
         "workers": s.registry().workers().len(),
+        // Their names; the code stays 200 (a worker's trouble is its own `/workers/{name}/health`).
+        "unhealthy_workers": s
+            .registry()
+            .workers()
+            .iter()
+            .filter(|w| !worker_healthy(w))
+            .map(|w| w.config.name.clone())
+            .collect::<Vec<_>>(),
         "in_flight": s.host.in_flight.load(Ordering::SeqCst),
         "host": s.host_id,
         "version": env!("CARGO_PKG_VERSION"),
@@ -173,7 +181,12 @@ fn mode_of(w: &WorkerEntry) -> &'static str {
     }
 }
 
-/// A worker's counters, as `/workers` and `/workers/{name}/health` show them.
+/// Whether all of `w`'s checks pass: what `healthy` means everywhere it is shown.
+fn worker_healthy(w: &WorkerEntry) -> bool {
+    worker_checks(w).iter().all(|c| c.ok)
+}
+
+/// A worker's counters, as `/workers` and `/workers/{name}/health` show them, with the limits in force.
 pub fn worker_doc(w: &WorkerEntry) -> Value {
     let st = &w.stats;
     let last = st.last();
@@ -189,7 +202,10 @@ pub fn worker_doc(w: &WorkerEntry) -> Value {
         "succeeded": st.succeeded.load(Ordering::Relaxed),
         "failed": st.failed.load(Ordering::Relaxed),
         "restarts": st.restarts.load(Ordering::Relaxed),
-        "healthy": st.healthy.load(Ordering::Relaxed),
+        "healthy": worker_healthy(w),
+        "limits": w.config.limits,
+        "retry_on_resource_limit": w.config.retry_on_resource_limit,
+        "user": w.config.user.as_ref().map(|u| u.name.as_str()),
         "last_error": last.error,
         "last_error_at": last.error_at,
         "last_success_at": last.success_at,

@@ -8,8 +8,8 @@ use crate::host::HostState;
 use crate::observers::{Event, EventKind, Observer};
 use crate::registry::Registry;
 use prometheus::{
-    Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
-    IntGaugeVec, Opts, TextEncoder,
+    CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
+    IntGauge, IntGaugeVec, Opts, TextEncoder,
 };
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -51,7 +51,21 @@ pub struct Metrics {
     hooks: Vec<(String, Arc<HookCounters>)>,
     queue_tasks: IntGaugeVec,
     queue_oldest: GaugeVec,
+    cpu: CounterVec,
+    max_rss: HistogramVec,
 }
+
+/// Buckets of `workerhost_task_max_rss_bytes`: 1 MiB to 16 GiB, by powers of 4.
+const RSS_BUCKETS: [f64; 8] = [
+    1048576.0,
+    4194304.0,
+    16777216.0,
+    67108864.0,
+    268435456.0,
+    1073741824.0,
+    4294967296.0,
+    17179869184.0,
+];
 
 impl std::fmt::Debug for Metrics {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -139,6 +153,21 @@ impl Metrics {
                 ),
                 &["type"],
             )?,
+            cpu: CounterVec::new(
+                Opts::new(
+                    "workerhost_task_cpu_seconds_total",
+                    "CPU time used by attempts' worker processes (spawn mode), by worker and mode (user, system).",
+                ),
+                &["worker", "mode"],
+            )?,
+            max_rss: HistogramVec::new(
+                HistogramOpts::new(
+                    "workerhost_task_max_rss_bytes",
+                    "Peak resident memory of each attempt's worker process (spawn mode), by worker.",
+                )
+                .buckets(RSS_BUCKETS.to_vec()),
+                &["worker"],
+            )?,
         };
         let build = IntGaugeVec::new(
             Opts::new(
@@ -162,6 +191,8 @@ impl Metrics {
         r.register(Box::new(m.schedule_ticks.clone()))?;
         r.register(Box::new(m.queue_tasks.clone()))?;
         r.register(Box::new(m.queue_oldest.clone()))?;
+        r.register(Box::new(m.cpu.clone()))?;
+        r.register(Box::new(m.max_rss.clone()))?;
         r.register(Box::new(build))?;
         // The standard `process_*` family (CPU seconds, resident memory, open fds, start time) that
         // dashboards and alerts expect from any exporter; read from /proc at scrape time.
@@ -272,6 +303,18 @@ impl Observer for Metrics {
                     self.duration
                         .with_label_values(&[worker])
                         .observe(ms as f64 / 1000.0);
+                }
+                if let Some(u) = &e.usage {
+                    let cpu = |mode: &str, ms: u64| {
+                        self.cpu
+                            .with_label_values(&[worker, mode])
+                            .inc_by(ms as f64 / 1000.0)
+                    };
+                    cpu("user", u.cpu_user_ms);
+                    cpu("system", u.cpu_system_ms);
+                    self.max_rss
+                        .with_label_values(&[worker])
+                        .observe(u.max_rss_kb as f64 * 1024.0);
                 }
             }
         };

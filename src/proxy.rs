@@ -178,6 +178,7 @@ impl Proxy {
         e.attempt = Some(doc.attempt);
         e.outcome = Some(a.outcome.kind().as_str());
         e.duration_ms = Some(a.duration.as_millis() as u64);
+        e.usage = a.usage;
         e
     }
 

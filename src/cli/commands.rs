@@ -277,8 +277,36 @@ pub fn workers(path: &Path) -> anyhow::Result<u8> {
         if let Some(d) = &w.description {
             println!("    {d}");
         }
+        if let Some(l) = limits_line(w) {
+            println!("    {l}");
+        }
     }
     Ok(0)
+}
+
+/// `limits: memory_mb=512 cpu_seconds=600 ...; user: x; retry_on_resource_limit` for `workers`, when
+/// any is set.
+fn limits_line(w: &workerhost::config::WorkerConfig) -> Option<String> {
+    let l = &w.limits;
+    let mut parts: Vec<String> = [
+        ("memory_mb", l.memory_mb),
+        ("cpu_seconds", l.cpu_seconds),
+        ("open_files", l.open_files),
+        ("processes", l.processes),
+    ]
+    .iter()
+    .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
+    .collect();
+    if !parts.is_empty() {
+        parts = vec![format!("limits: {}", parts.join(" "))];
+    }
+    if let Some(u) = &w.user {
+        parts.push(format!("user: {}", u.name));
+    }
+    if w.retry_on_resource_limit {
+        parts.push("retry_on_resource_limit".into());
+    }
+    (!parts.is_empty()).then(|| parts.join("; "))
 }
 
 pub async fn status(path: &Path, id: &str) -> anyhow::Result<u8> {

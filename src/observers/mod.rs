@@ -90,6 +90,9 @@ pub struct Event {
     /// Retry delay, on `task_retrying`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
+    /// What the attempt's process used (section 9), on the events that end an attempt.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub usage: Option<workerhost_adapters::Usage>,
 }
 
 impl Event {
@@ -106,6 +109,7 @@ impl Event {
             error: None,
             duration_ms: None,
             delay_ms: None,
+            usage: None,
         }
     }
 }

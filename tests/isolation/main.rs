@@ -7,3 +7,4 @@ mod support;
 mod escapees;
 mod limits;
 mod parent_death;
+mod report;
