@@ -87,15 +87,26 @@ pub async fn module_check(w: &WorkerConfig) -> Option<Check> {
     let WorkerKind::Python {
         interpreter,
         module,
-        ..
+        function,
     } = &w.kind
     else {
         return None;
     };
     let mut cmd = tokio::process::Command::new(interpreter);
+    // With a `function`, the module is imported (its top-level code runs) to see that the function is
+    // there and callable; without, it is only found.
+    let script = match function {
+        Some(_) => {
+            "import importlib, sys\ntry:\n    m = importlib.import_module(sys.argv[1])\nexcept Exception as e:\n    print('%s: %s' % (type(e).__name__, e), file=sys.stderr); sys.exit(3)\nif not callable(getattr(m, sys.argv[2], None)):\n    print('module %s has no function %s' % (sys.argv[1], sys.argv[2]), file=sys.stderr); sys.exit(4)"
+        }
+        None => {
+            "import importlib.util, sys\ntry:\n    ok = importlib.util.find_spec(sys.argv[1]) is not None\nexcept Exception as e:\n    print(e, file=sys.stderr); ok = False\nsys.exit(0 if ok else 3)"
+        }
+    };
     cmd.arg("-c")
-        .arg("import importlib.util, sys\ntry:\n    ok = importlib.util.find_spec(sys.argv[1]) is not None\nexcept Exception as e:\n    print(e, file=sys.stderr); ok = False\nsys.exit(0 if ok else 3)")
+        .arg(script)
         .arg(module)
+        .args(function.iter())
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
@@ -110,7 +121,14 @@ pub async fn module_check(w: &WorkerConfig) -> Option<Check> {
             false,
             format!("cannot start {}: {e}", interpreter.display()),
         ),
-        Ok(Ok(out)) if out.status.success() => (true, format!("module {module} found")),
+        Ok(Ok(out)) if out.status.success() => match function {
+            Some(f) => (true, format!("function {f} found in module {module}")),
+            None => (true, format!("module {module} found")),
+        },
+        Ok(Ok(out)) if out.status.code() == Some(4) => (
+            false,
+            String::from_utf8_lossy(&out.stderr).trim().to_string(),
+        ),
         Ok(Ok(out)) => {
             let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
             let why = if err.is_empty() {

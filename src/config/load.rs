@@ -91,13 +91,33 @@ const EVENTS: &[&str] = &[
 
 /// Reads and resolves the config file at `path`, with the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
-    let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-        file: path.to_path_buf(),
-        problems: vec![Problem {
-            line: None,
-            field: String::new(),
-            message: format!("cannot read the config file: {e}"),
-        }],
+    let text = std::fs::read_to_string(path).map_err(|e| {
+        let message = if e.kind() == std::io::ErrorKind::NotFound {
+            // Name the folder looked in: a relative default is relative to where the host was started.
+            let abs = std::env::current_dir()
+                .map(|d| d.join(path))
+                .unwrap_or_else(|_| path.to_path_buf());
+            let folder = abs
+                .parent()
+                .map(|p| p.display().to_string())
+                .unwrap_or_default();
+            format!(
+                "no config file `{}` in {folder} (choose one with --config or WORKERHOST_CONFIG)",
+                path.file_name()
+                    .map(|n| n.to_string_lossy())
+                    .unwrap_or_default()
+            )
+        } else {
+            format!("cannot read the config file: {e}")
+        };
+        ConfigError {
+            file: path.to_path_buf(),
+            problems: vec![Problem {
+                line: None,
+                field: String::new(),
+                message,
+            }],
+        }
     })?;
     load_str(&text, path, &|name| std::env::var(name).ok())
 }

@@ -186,6 +186,8 @@ pub struct WorkerConfig {
     pub retry_on_resource_limit: bool,
     /// `user:`: run the worker as this user.
     pub user: Option<RunAs>,
+    /// Where it is in the config file (`workers[2]`), for messages that name a field.
+    pub config_path: String,
 }
 
 #[derive(Debug, Clone)]

@@ -72,7 +72,10 @@ pub fn of_exit(
             error: reported(parsed, "exit code 2"),
             retriable: false,
         },
-        Some(exit::TIMEOUT) => Outcome::Timeout { by_host: false },
+        Some(exit::TIMEOUT) => Outcome::Timeout {
+            by_host: false,
+            limit: None,
+        },
         Some(code) => Outcome::Crashed {
             exit_code: Some(code),
             signal: None,

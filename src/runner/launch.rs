@@ -1,6 +1,7 @@
 //! What a worker process is started as: program, arguments, working directory, environment, and the
 //! limits and user of section 9, all turned into the [`Spec`] that [`super::child::spawn`] executes.
 
+use super::Outcome;
 use super::child::{ChildSetup, Spec};
 use super::leader::TOKEN_VAR;
 use crate::config::{CPU_HARD_EXTRA_SECONDS, Limits, WorkerConfig, WorkerKind};
@@ -15,11 +16,18 @@ use std::path::{Path, PathBuf};
 /// stays in the host unless the worker lists it in `env_passthrough`.
 const BASE_ENV: &[&str] = &["PATH", "HOME", "LANG", "TZ"];
 
+/// The exit code of the host's Python wrapper when the worker's `module` or `function` cannot be
+/// imported (section 3: a spawn error). A worker's own code never runs before it, so a worker's own exit
+/// codes are not confused with it unless the worker itself exits 121.
+pub const IMPORT_FAILED: i32 = 121;
+
 /// The program and arguments of a process worker (python or command; a remote worker has none).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Launch {
     program: OsString,
     args: Vec<String>,
+    /// A Python worker's `module` and `function`, for the message of an import failure.
+    python: Option<(String, Option<String>)>,
 }
 
 impl Launch {
@@ -31,13 +39,21 @@ impl Launch {
                 module,
                 function,
             } => {
-                let args = match function {
-                    Some(f) => vec!["-c".into(), format!("from {module} import {f}; {f}()")],
-                    None => vec!["-m".into(), module.clone()],
+                // The import is guarded: failing to import is told apart from the worker's own
+                // failures by the exit code, not by reading stderr.
+                let code = IMPORT_FAILED;
+                let script = match function {
+                    Some(f) => format!(
+                        "import sys\ntry:\n    from {module} import {f}\nexcept Exception as e:\n    sys.stderr.write('cannot import %s from %s: %s: %s\\n' % ({f:?}, {module:?}, type(e).__name__, e))\n    sys.exit({code})\n{f}()\n"
+                    ),
+                    None => format!(
+                        "import importlib.util, runpy, sys\ntry:\n    found = importlib.util.find_spec({module:?}) is not None\nexcept Exception as e:\n    found = False\nif not found:\n    sys.stderr.write('cannot find module %s\\n' % {module:?})\n    sys.exit({code})\nsys.argv[0] = {module:?}\nrunpy.run_module({module:?}, run_name='__main__', alter_sys=True)\n"
+                    ),
                 };
                 Some(Launch {
                     program: interpreter.clone().into_os_string(),
-                    args,
+                    args: vec!["-c".into(), script],
+                    python: Some((module.clone(), function.clone())),
                 })
             }
             WorkerKind::Command { argv } => {
@@ -45,10 +61,37 @@ impl Launch {
                 Some(Launch {
                     program: program.into(),
                     args: args.to_vec(),
+                    python: None,
                 })
             }
             WorkerKind::Remote { .. } => None,
         }
+    }
+
+    /// `outcome` as a spawn error when it is the import wrapper's exit ([`IMPORT_FAILED`]) of a Python
+    /// worker; `why` is the wrapper's message (its last stderr line), for the reason only.
+    pub fn import_failure(&self, outcome: Outcome, why: Option<String>) -> Outcome {
+        let Some((module, function)) = &self.python else {
+            return outcome;
+        };
+        if !matches!(
+            outcome,
+            Outcome::Crashed {
+                exit_code: Some(IMPORT_FAILED),
+                ..
+            }
+        ) {
+            return outcome;
+        }
+        let what = match function {
+            Some(f) => format!("cannot import `{f}` from module `{module}`"),
+            None => format!("cannot find module `{module}`"),
+        };
+        let reason = match why {
+            Some(w) => format!("{what} ({w})"),
+            None => what,
+        };
+        Outcome::SpawnError { reason }
     }
 
     /// The program as configured (for messages).

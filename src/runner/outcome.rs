@@ -13,8 +13,12 @@ pub enum Outcome {
     Succeeded { result: Value },
     /// Exit 1, exit 2, or exit 0 with `success: false`. `error` is the worker's error (string or object).
     Failed { error: ErrorField, retriable: bool },
-    /// The host's timeout elapsed (`by_host`), or the worker exited 3.
-    Timeout { by_host: bool },
+    /// The host's timeout elapsed (`by_host`, with `limit`: `after 4 s (workers[2].timeout)`), or the
+    /// worker exited 3.
+    Timeout {
+        by_host: bool,
+        limit: Option<String>,
+    },
     /// Killed by a signal, or an exit code outside the protocol.
     Crashed {
         exit_code: Option<i32>,
@@ -104,6 +108,18 @@ impl Outcome {
         }
     }
 
+    /// The host's timeout for `worker`, with its limit and field in the message.
+    pub fn host_timeout(worker: &crate::config::WorkerConfig) -> Outcome {
+        Outcome::Timeout {
+            by_host: true,
+            limit: Some(format!(
+                "after {} s ({}.timeout)",
+                worker.timeout.as_secs_f64(),
+                worker.config_path
+            )),
+        }
+    }
+
     /// Whether `worker` may run the task again after this outcome (`resource_limit` only with
     /// `retry_on_resource_limit: true`).
     pub fn is_retriable_for(&self, worker: &crate::config::WorkerConfig) -> bool {
@@ -170,8 +186,14 @@ impl Outcome {
         match self {
             Outcome::Succeeded { .. } => "succeeded".into(),
             Outcome::Failed { error, .. } => error.message(),
-            Outcome::Timeout { by_host: true } => "timed out: killed by the host".into(),
-            Outcome::Timeout { by_host: false } => "the worker reported a timeout (exit 3)".into(),
+            Outcome::Timeout {
+                by_host: true,
+                limit: Some(l),
+            } => format!("timed out {l}: killed by the host"),
+            Outcome::Timeout { by_host: true, .. } => "timed out: killed by the host".into(),
+            Outcome::Timeout { by_host: false, .. } => {
+                "the worker reported a timeout (exit 3)".into()
+            }
             Outcome::Crashed {
                 signal: Some(s), ..
             } => format!("crashed: killed by signal {s}"),

@@ -139,7 +139,15 @@ pub async fn drain_stderr<R: AsyncRead + Unpin>(
 /// Parses stdout as a result document: the whole output, or else its last non-empty line (a worker that
 /// printed debug output to stdout before its result still gets its result read).
 pub fn parse_result(stdout: &[u8]) -> Result<WorkerResult, String> {
-    let text = String::from_utf8_lossy(stdout);
+    let text = match std::str::from_utf8(stdout) {
+        Ok(t) => t,
+        Err(e) => {
+            return Err(format!(
+                "stdout is not UTF-8 (invalid byte at offset {}); a result document is UTF-8 JSON",
+                e.valid_up_to()
+            ));
+        }
+    };
     let trimmed = text.trim();
     if trimmed.is_empty() {
         return Err("stdout is empty; expected one JSON result document".into());
@@ -154,11 +162,22 @@ pub fn parse_result(stdout: &[u8]) -> Result<WorkerResult, String> {
                 return Ok(r);
             }
             Err(format!(
-                "stdout is not a JSON result document ({e}); it began: {}",
+                "stdout is not a JSON result document ({e}); it began: {} (debug output belongs on stderr)",
                 preview(trimmed)
             ))
         }
     }
+}
+
+/// What a worker printed on stdout before its result document (the result being its last line), if
+/// anything: the host logs it (debug output belongs on stderr, where it is kept for the dead letter).
+pub fn before_result(stdout: &[u8]) -> Option<String> {
+    let text = std::str::from_utf8(stdout).ok()?.trim();
+    let (before, _) = text.rsplit_once('\n')?;
+    if before.trim().is_empty() || serde_json::from_str::<serde_json::Value>(text).is_ok() {
+        return None;
+    }
+    Some(preview(before.trim()))
 }
 
 fn preview(s: &str) -> String {
@@ -210,5 +229,21 @@ mod tests {
         assert!(parse_result(b"  \n").is_err());
         // JSON, but not a result document
         assert!(parse_result(b"[1,2,3]").is_err());
+        assert!(err.contains("debug output belongs on stderr"), "{err}");
+    }
+
+    #[test]
+    fn stdout_that_is_not_utf8_is_not_a_result() {
+        let err =
+            parse_result(b"{\"success\": true, \"result\": \"\xff\xfe\"}").expect_err("bytes");
+        assert!(err.contains("not UTF-8"), "{err}");
+    }
+
+    #[test]
+    fn prints_before_the_result_are_found() {
+        let out = b"hello\nworld\n{\"success\": true}\n";
+        assert_eq!(before_result(out).as_deref(), Some("\"hello\\nworld\""));
+        assert_eq!(before_result(b"{\"success\": true}\n"), None);
+        assert_eq!(before_result(b"{\n  \"success\": true\n}\n"), None);
     }
 }

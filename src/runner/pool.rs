@@ -153,6 +153,12 @@ impl Pool {
         let (outcome, logs, keep) = self.judge(&mut p, read, doc, cfg).await;
         let usage = p.child.usage().map(super::Usage::from);
         let outcome = outcome.under_limits(&cfg.limits, usage.as_ref());
+        let why = p
+            .serving
+            .lock()
+            .ok()
+            .and_then(|s| s.tail.last_line().map(str::to_string));
+        let outcome = self.launch.import_failure(outcome, why);
         let tail = p
             .serving
             .lock()
@@ -211,7 +217,7 @@ impl Pool {
                 // Whatever is left of the group goes too, and what left it.
                 p.group.kill();
                 p.group.sweep(p.token);
-                (Outcome::Timeout { by_host: true }, Vec::new(), false)
+                (Outcome::host_timeout(cfg), Vec::new(), false)
             }
             Read::Killed => (Outcome::Interrupted, Vec::new(), false),
         }

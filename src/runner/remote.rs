@@ -51,7 +51,7 @@ impl RemoteRunner {
             _ = kill.cancelled() => return Attempt::ended(Outcome::Interrupted, started, String::new(), None),
         };
         let outcome = match answer {
-            Err(_) => Outcome::Timeout { by_host: true },
+            Err(_) => Outcome::host_timeout(cfg),
             Ok(Err(e)) => Outcome::Failed {
                 error: ErrorField::Message(format!(
                     "cannot reach remote worker: {}",

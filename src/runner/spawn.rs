@@ -122,7 +122,7 @@ impl SpawnRunner {
         };
 
         let (outcome, logs) = match ended {
-            Ended::TimedOut => (Outcome::Timeout { by_host: true }, Vec::new()),
+            Ended::TimedOut => (Outcome::host_timeout(worker), Vec::new()),
             Ended::Killed => (Outcome::Interrupted, Vec::new()),
             Ended::Exited(_) => match out {
                 Err(_) => (
@@ -133,14 +133,22 @@ impl SpawnRunner {
                     },
                     Vec::new(),
                 ),
-                Ok(stdout) => classify::of_exit(status, &stdout, || {
-                    let s = serving.lock().ok()?;
-                    s.tail.last_line().map(str::to_string)
-                }),
+                Ok(stdout) => {
+                    if let Some(before) = super::output::before_result(&stdout) {
+                        tracing::debug!(task_id = %doc.id, worker = %worker.name,
+                            "stdout before the result (debug output belongs on stderr): {before}");
+                    }
+                    classify::of_exit(status, &stdout, || {
+                        let s = serving.lock().ok()?;
+                        s.tail.last_line().map(str::to_string)
+                    })
+                }
             },
         };
         let usage = usage.map(Usage::from);
         let outcome = outcome.under_limits(&worker.limits, usage.as_ref());
+        let last_line = || serving.lock().ok()?.tail.last_line().map(str::to_string);
+        let outcome = self.launch.import_failure(outcome, last_line());
         let mut a = attempt(outcome, started, &serving, status.and_then(|s| s.code()));
         a.logs = logs;
         a.usage = usage;

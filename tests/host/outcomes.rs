@@ -176,7 +176,11 @@ fn host_timeout_kills_the_whole_process_group_and_is_retried() {
     assert_eq!(code, 3);
     assert_eq!(runs.len(), 2, "a timeout is retried");
     assert_eq!(doc["error"]["outcome"], "timeout");
-    assert_eq!(doc["error"]["message"], "timed out: killed by the host");
+    // The limit and the field it comes from (the finding: the message said neither).
+    assert_eq!(
+        doc["error"]["message"],
+        "timed out after 1 s (workers[0].timeout): killed by the host"
+    );
     let pids = lines(&p.file("grandchild.pid"));
     assert_eq!(pids.len(), 2);
     for pid in pids {

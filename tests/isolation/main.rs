@@ -5,6 +5,7 @@
 mod support;
 
 mod escapees;
+mod findings;
 mod limits;
 mod parent_death;
 mod report;

@@ -345,6 +345,7 @@ fn worker(
         limits,
         retry_on_resource_limit: retry_on_resource_limit.unwrap_or(d.retry_on_resource_limit),
         user,
+        config_path: path.to_string(),
     })
 }
 
