@@ -233,7 +233,10 @@ fn check_probes_workers_and_fails_on_a_missing_interpreter() {
     let out = p.run(&["check"]);
     let o = text(&out.stdout);
     assert_eq!(out.status.code(), Some(1), "{o}");
-    assert!(o.contains("ok    worker w: module: module w found"), "{o}");
+    assert!(
+        o.contains("ok    worker w: module: function main found in module w"),
+        "{o}"
+    );
     assert!(o.contains("FAIL  worker ghost: interpreter"), "{o}");
     assert!(o.contains("ok    task manager sqlite"), "{o}");
     // without the ghost, check passes
