@@ -25,8 +25,8 @@ mod task;
 use held::{Held, Reclaim};
 
 use workerhost_adapters::{
-    ClaimRequest, ClaimSlot, Consumer, Delivery, Envelope, Lease, ResultDocument, RevokeReason,
-    Source, Stamp, now_ms, rfc3339_ms,
+    ClaimRequest, ClaimSlot, Consumer, Delivery, Envelope, Lease, ResultDocument, ResultStatus,
+    RevokeReason, Source, Stamp, now_ms, rfc3339_ms,
 };
 
 /// How the host runs.
@@ -449,7 +449,7 @@ impl Host {
         ResultDocument {
             id: id.to_string(),
             task_type: task_type.to_string(),
-            status: "dead".into(),
+            status: ResultStatus::Dead,
             result: None,
             error: Some(error),
             attempts,

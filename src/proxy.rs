@@ -9,7 +9,7 @@ use serde_json::{Map, Value, json};
 use std::sync::atomic::Ordering;
 use std::time::{Duration, Instant};
 use tokio_util::sync::CancellationToken;
-use workerhost_adapters::{Envelope, ResultDocument, now_ms, rfc3339_ms};
+use workerhost_adapters::{Envelope, ResultDocument, ResultStatus, now_ms, rfc3339_ms};
 use workerhost_sdk::ErrorField;
 use workerhost_sdk::TaskDocument;
 
@@ -122,7 +122,14 @@ impl Proxy {
                         &doc,
                         &a,
                     ));
-                    let d = self.document(worker, task, &doc, started_ms, started, "succeeded");
+                    let d = self.document(
+                        worker,
+                        task,
+                        &doc,
+                        started_ms,
+                        started,
+                        ResultStatus::Succeeded,
+                    );
                     return Final::Done {
                         doc: Box::new(ResultDocument {
                             result: Some(result.clone()),
@@ -152,7 +159,8 @@ impl Proxy {
                         e.error = Some(message.clone());
                         self.observers.emit(e);
                     }
-                    let d = self.document(worker, task, &doc, started_ms, started, "dead");
+                    let d =
+                        self.document(worker, task, &doc, started_ms, started, ResultStatus::Dead);
                     return Final::Done {
                         doc: Box::new(ResultDocument {
                             error: Some(dead_letter_error(&a, message)),
@@ -189,12 +197,12 @@ impl Proxy {
         doc: &TaskDocument,
         started_ms: i64,
         started: Instant,
-        status: &str,
+        status: ResultStatus,
     ) -> ResultDocument {
         ResultDocument {
             id: task.id.clone(),
             task_type: task.task_type.clone(),
-            status: status.to_string(),
+            status,
             result: None,
             error: None,
             attempts: doc.attempt,

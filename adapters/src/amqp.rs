@@ -24,11 +24,13 @@ mod inner;
 mod link;
 mod message;
 mod probe;
+mod redact;
 mod settings;
 #[cfg(test)]
 mod tests;
 
-pub use settings::{QueueType, Settings, redact, scrub};
+pub use redact::{redact, scrub};
+pub use settings::{QueueType, Settings};
 
 use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
@@ -38,7 +40,6 @@ use inner::{Inner, lock, requeue};
 use lapin::BasicProperties;
 use lapin::options::{BasicCancelOptions, BasicNackOptions};
 use message::{Msg, short};
-use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::sync::atomic::Ordering;
 use std::time::Duration;
@@ -50,13 +51,12 @@ const HEALTH_TICK: Duration = Duration::from_millis(100);
 /// After a reconnect, how long an outcome of a dead channel's delivery waits for its redelivery.
 const REDELIVERY_WAIT: Duration = Duration::from_secs(5);
 
-/// Connection settings, from `task_manager:` in the config.
+/// What the adapter is opened with.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub url: String,
     pub host_id: String,
-    /// Every other key of `task_manager:` (typed JSON values; seconds as numbers).
-    pub settings: Map<String, Value>,
+    /// `consumer_timeout_ms` is used as set; [`crate::open`] fills it in from the workers when unset.
+    pub settings: Settings,
 }
 
 /// The `amqp` task manager; see the module docs.
@@ -68,12 +68,8 @@ impl AmqpSource {
     /// Connects and declares (or checks) the queues. Consuming starts with the first claim, so
     /// `workerhost submit`, `check` and `status` never take messages.
     pub async fn connect(opts: Options) -> Result<AmqpSource, AdapterError> {
-        let s = Settings::parse(&opts.settings)?;
-        let url = if opts.url.trim().is_empty() {
-            "amqp://127.0.0.1:5672/%2f".to_string()
-        } else {
-            opts.url.trim().to_string()
-        };
+        let s = opts.settings;
+        let url = s.url().to_string();
         let shown = redact(&url);
         if let Err(e) = url.parse::<lapin::uri::AMQPUri>() {
             return Err(AdapterError::Invalid(format!(
@@ -158,12 +154,6 @@ impl Consumer for AmqpSource {
 
     async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
         let i = &self.inner;
-        if doc.status != "succeeded" && doc.status != "dead" {
-            return Err(AdapterError::Invalid(format!(
-                "task {}: a result's status is succeeded or dead, not {:?}",
-                lease.task_id, doc.status
-            )));
-        }
         let lost = || AdapterError::LeaseLost {
             id: lease.task_id.clone(),
         };

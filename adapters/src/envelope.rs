@@ -37,6 +37,32 @@ fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
+/// Why a message is not a task envelope (kept in the dead letter as its reason).
+#[derive(Debug, thiserror::Error)]
+pub enum EnvelopeError {
+    #[error("message is not JSON: {0}")]
+    NotJson(#[source] serde_json::Error),
+    #[error("message is not a JSON object")]
+    NotObject,
+    #[error("missing field `id`")]
+    MissingId,
+    #[error("field `id` must be a non-empty string")]
+    BadId,
+    #[error("task {id}: missing field `type`")]
+    MissingType { id: String },
+    #[error("task {id}: field `type` must be a non-empty string")]
+    BadType { id: String },
+    #[error("task {id}: field `params` must be an object")]
+    BadParams { id: String },
+    /// `run_at`, `priority`, `attempts`.
+    #[error("task {id}: field `{field}` {problem}")]
+    BadField {
+        id: String,
+        field: &'static str,
+        problem: String,
+    },
+}
+
 impl Envelope {
     /// A new task with no due time, priority 0 and no attempts yet.
     pub fn new(
@@ -62,49 +88,50 @@ impl Envelope {
     }
 
     /// Parses and validates a message body. The error says what is wrong, for the dead letter.
-    pub fn parse(raw: &[u8]) -> Result<Envelope, String> {
-        let v: Value =
-            serde_json::from_slice(raw).map_err(|e| format!("message is not JSON: {e}"))?;
+    pub fn parse(raw: &[u8]) -> Result<Envelope, EnvelopeError> {
+        let v: Value = serde_json::from_slice(raw).map_err(EnvelopeError::NotJson)?;
         Self::from_value(v)
     }
 
-    pub fn from_value(v: Value) -> Result<Envelope, String> {
+    pub fn from_value(v: Value) -> Result<Envelope, EnvelopeError> {
         let Value::Object(mut m) = v else {
-            return Err("message is not a JSON object".into());
+            return Err(EnvelopeError::NotObject);
         };
         let id = match m.remove("id") {
             Some(Value::String(s)) if !s.is_empty() => s,
             Some(Value::Number(n)) => n.to_string(),
-            Some(_) => return Err("field `id` must be a non-empty string".into()),
-            None => return Err("missing field `id`".into()),
+            Some(_) => return Err(EnvelopeError::BadId),
+            None => return Err(EnvelopeError::MissingId),
         };
         let task_type = match m.remove("type") {
             Some(Value::String(s)) if !s.is_empty() => s,
-            Some(_) => {
-                return Err(format!(
-                    "task {id}: field `type` must be a non-empty string"
-                ));
-            }
-            None => return Err(format!("task {id}: missing field `type`")),
+            Some(_) => return Err(EnvelopeError::BadType { id }),
+            None => return Err(EnvelopeError::MissingType { id }),
         };
         let params = match m.remove("params") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(p)) => p,
-            Some(_) => return Err(format!("task {id}: field `params` must be an object")),
+            Some(_) => return Err(EnvelopeError::BadParams { id }),
         };
         let correlation_id = match m.remove("correlation_id") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
             Some(other) => Some(other.to_string()),
         };
+        let bad = |field: &'static str, problem: String| EnvelopeError::BadField {
+            id: id.clone(),
+            field,
+            problem,
+        };
         let run_at = match m.remove("run_at") {
             None | Some(Value::Null) => None,
-            Some(Value::String(s)) => {
-                Some(parse_rfc3339(&s).map_err(|e| format!("task {id}: field `run_at`: {e}"))?)
-            }
+            Some(Value::String(s)) => Some(
+                parse_rfc3339(&s).map_err(|e| bad("run_at", format!("is not RFC 3339: {e}")))?,
+            ),
             Some(other) => {
-                return Err(format!(
-                    "task {id}: field `run_at` must be an RFC 3339 date-time string, not {other}"
+                return Err(bad(
+                    "run_at",
+                    format!("must be an RFC 3339 date-time string, not {other}"),
                 ));
             }
         };
@@ -114,14 +141,16 @@ impl Envelope {
                 n.as_i64()
                     .and_then(|p| i32::try_from(p).ok())
                     .ok_or_else(|| {
-                        format!(
-                            "task {id}: field `priority` must be a whole number (32-bit), not {n}"
+                        bad(
+                            "priority",
+                            format!("must be a whole number (32-bit), not {n}"),
                         )
                     })?
             }
             Some(other) => {
-                return Err(format!(
-                    "task {id}: field `priority` must be a whole number, not {other}"
+                return Err(bad(
+                    "priority",
+                    format!("must be a whole number, not {other}"),
                 ));
             }
         };
@@ -130,12 +159,8 @@ impl Envelope {
             Some(Value::Number(n)) => n
                 .as_u64()
                 .and_then(|a| u32::try_from(a).ok())
-                .ok_or_else(|| format!("task {id}: field `attempts` must be a count, not {n}"))?,
-            Some(other) => {
-                return Err(format!(
-                    "task {id}: field `attempts` must be a count, not {other}"
-                ));
-            }
+                .ok_or_else(|| bad("attempts", format!("must be a count, not {n}")))?,
+            Some(other) => return Err(bad("attempts", format!("must be a count, not {other}"))),
         };
         let last_error = match m.remove("last_error") {
             None | Some(Value::Null) => None,
@@ -155,14 +180,119 @@ impl Envelope {
     }
 }
 
+/// How a task ended, as its result document says (`status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum ResultStatus {
+    Succeeded,
+    Dead,
+    Cancelled,
+}
+
+impl ResultStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ResultStatus::Succeeded => "succeeded",
+            ResultStatus::Dead => "dead",
+            ResultStatus::Cancelled => "cancelled",
+        }
+    }
+
+    /// The status named `s` (`succeeded`, `dead`, `cancelled`).
+    pub fn parse(s: &str) -> Option<ResultStatus> {
+        [
+            ResultStatus::Succeeded,
+            ResultStatus::Dead,
+            ResultStatus::Cancelled,
+        ]
+        .into_iter()
+        .find(|r| r.as_str() == s)
+    }
+}
+
+/// Where a task is, as `workerhost status` and the task managers that keep states answer.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum TaskState {
+    #[default]
+    Queued,
+    Scheduled,
+    Running,
+    Succeeded,
+    Dead,
+    Cancelled,
+}
+
+impl TaskState {
+    pub const ALL: [TaskState; 6] = [
+        TaskState::Queued,
+        TaskState::Scheduled,
+        TaskState::Running,
+        TaskState::Succeeded,
+        TaskState::Dead,
+        TaskState::Cancelled,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TaskState::Queued => "queued",
+            TaskState::Scheduled => "scheduled",
+            TaskState::Running => "running",
+            TaskState::Succeeded => "succeeded",
+            TaskState::Dead => "dead",
+            TaskState::Cancelled => "cancelled",
+        }
+    }
+
+    /// The state named `s` (as stored: `queued`, `running`, ...).
+    pub fn parse(s: &str) -> Option<TaskState> {
+        TaskState::ALL.into_iter().find(|t| t.as_str() == s)
+    }
+
+    /// Whether the task has its outcome (and so a result document).
+    pub fn is_final(self) -> bool {
+        matches!(
+            self,
+            TaskState::Succeeded | TaskState::Dead | TaskState::Cancelled
+        )
+    }
+}
+
+impl From<ResultStatus> for TaskState {
+    fn from(s: ResultStatus) -> TaskState {
+        match s {
+            ResultStatus::Succeeded => TaskState::Succeeded,
+            ResultStatus::Dead => TaskState::Dead,
+            ResultStatus::Cancelled => TaskState::Cancelled,
+        }
+    }
+}
+
+macro_rules! shown_as_str {
+    ($t:ty) => {
+        impl std::fmt::Display for $t {
+            fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str(self.as_str())
+            }
+        }
+        /// Compares with the stored text (`state == "running"`).
+        impl PartialEq<&str> for $t {
+            fn eq(&self, other: &&str) -> bool {
+                self.as_str() == *other
+            }
+        }
+    };
+}
+shown_as_str!(ResultStatus);
+shown_as_str!(TaskState);
+
 /// The outcome of a task as it is stored, published or reported.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ResultDocument {
     pub id: String,
     #[serde(rename = "type")]
     pub task_type: String,
-    /// `succeeded` or `dead`.
-    pub status: String,
+    pub status: ResultStatus,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<Value>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -193,7 +323,7 @@ pub struct Usage {
 
 impl ResultDocument {
     pub fn succeeded(&self) -> bool {
-        self.status == "succeeded"
+        self.status == ResultStatus::Succeeded
     }
 
     /// The short, readable form of `error` (its `message` when it is an object), for dead-letter fields,
@@ -217,8 +347,7 @@ pub struct TaskStatus {
     pub id: String,
     #[serde(rename = "type")]
     pub task_type: String,
-    /// queued | scheduled | running | succeeded | dead | cancelled
-    pub status: String,
+    pub status: TaskState,
     pub deliveries: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub result: Option<ResultDocument>,
@@ -246,21 +375,25 @@ mod tests {
         assert!(
             Envelope::parse(b"nope")
                 .expect_err("invalid")
+                .to_string()
                 .contains("not JSON")
         );
         assert!(
             Envelope::parse(br#"{"type":"T"}"#)
                 .expect_err("invalid")
+                .to_string()
                 .contains("missing field `id`")
         );
         assert!(
             Envelope::parse(br#"{"id":"7","params":{}}"#)
                 .expect_err("invalid")
+                .to_string()
                 .contains("task 7: missing field `type`")
         );
         assert!(
             Envelope::parse(br#"{"id":"7","type":"T","params":[1]}"#)
                 .expect_err("invalid")
+                .to_string()
                 .contains("params")
         );
         // ids arrive as numbers from some task managers
@@ -296,7 +429,7 @@ mod tests {
             ),
             (r#"{"id":"1","type":"T","attempts":-1}"#, "`attempts`"),
         ] {
-            let err = Envelope::parse(raw.as_bytes()).expect_err(raw);
+            let err = Envelope::parse(raw.as_bytes()).expect_err(raw).to_string();
             assert!(
                 err.contains(field) && err.contains("task 1"),
                 "{raw}: {err}"
@@ -315,7 +448,7 @@ mod tests {
         let doc = |error: Option<Value>| ResultDocument {
             id: "t".into(),
             task_type: "T".into(),
-            status: "dead".into(),
+            status: ResultStatus::Dead,
             result: None,
             error,
             attempts: 1,

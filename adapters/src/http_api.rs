@@ -21,12 +21,15 @@ use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
     Revoked, TaskStatus,
 };
-use serde_json::{Map, Value};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::Duration;
 
-/// Connection settings, from `task_manager:` in the config.
+mod settings;
+
+pub use settings::Settings;
+
+/// What the adapter is opened with.
 #[derive(Debug, Clone)]
 pub struct Options {
     /// Base URL, including `/api`.
@@ -42,30 +45,22 @@ pub struct Options {
 }
 
 impl Options {
-    /// Reads the adapter's keys from `task_manager:` (typed JSON; seconds as numbers).
-    pub fn from_settings(
-        url: String,
-        host_id: String,
-        settings: &Map<String, Value>,
-        task_types: Vec<String>,
-    ) -> Options {
-        let s = |k: &str| settings.get(k).and_then(Value::as_str).map(str::to_string);
+    /// The adapter's options from its settings, for host `host_id` whose workers handle `task_types`.
+    pub fn new(settings: &Settings, host_id: String, task_types: Vec<String>) -> Options {
         Options {
-            url: url.trim_end_matches('/').to_string(),
-            api_key: s("api_key").unwrap_or_default(),
+            url: settings
+                .url
+                .as_deref()
+                .unwrap_or_default()
+                .trim()
+                .trim_end_matches('/')
+                .to_string(),
+            api_key: settings.api_key.clone(),
             host_id,
-            poll_interval: settings
-                .get("poll_interval")
-                .and_then(Value::as_f64)
-                .filter(|v| *v > 0.0)
-                .map(Duration::from_secs_f64)
-                .unwrap_or(Duration::from_secs(5)),
-            sort_by: s("claim_sort_by"),
-            sort_order: s("claim_sort_order"),
-            register_task_types: settings
-                .get("register_task_types")
-                .and_then(Value::as_bool)
-                .unwrap_or(true),
+            poll_interval: settings.poll_interval.0,
+            sort_by: settings.claim_sort_by.clone(),
+            sort_order: settings.claim_sort_order.clone(),
+            register_task_types: settings.register_task_types,
             task_types,
         }
     }

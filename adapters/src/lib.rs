@@ -16,30 +16,66 @@ use serde_json::{Map, Value};
 
 #[cfg(feature = "amqp")]
 pub mod amqp;
+/// Without the `amqp` feature: only the settings, so that a config naming it is still checked.
+#[cfg(not(feature = "amqp"))]
+pub mod amqp {
+    mod settings;
+    pub use settings::{QueueType, Settings};
+}
 pub mod capabilities;
 mod consume;
 pub mod envelope;
 /// The PrismQ TaskManager HTTP API.
 #[cfg(feature = "http")]
 pub mod http_api;
+/// Without the `http` feature: only the settings.
+#[cfg(not(feature = "http"))]
+pub mod http_api {
+    mod settings;
+    pub use settings::Settings;
+}
+mod open;
 pub mod ops;
 #[cfg(feature = "postgres")]
 pub mod postgres;
+/// Without the `postgres` feature: only the settings.
+#[cfg(not(feature = "postgres"))]
+pub mod postgres {
+    mod settings;
+    pub use settings::Settings;
+}
 mod queue;
 /// Redis streams (the module is not called `redis`, which would shadow the `redis` crate).
 #[cfg(feature = "redis")]
 pub mod redis_streams;
+/// Without the `redis` feature: only the settings.
+#[cfg(not(feature = "redis"))]
+pub mod redis_streams {
+    mod settings;
+    pub use settings::{MAX_BLOCK_MS, Settings};
+}
+pub mod settings;
 mod source;
 #[cfg(feature = "sqlite")]
 pub mod sqlite;
+/// Without the `sqlite` feature: only the settings.
+#[cfg(not(feature = "sqlite"))]
+pub mod sqlite {
+    mod settings;
+    pub use settings::Settings;
+}
 pub mod time;
 
 pub use capabilities::{Capabilities, TimeFlag, capabilities};
 pub use consume::{
     ClaimRequest, ClaimSlot, Consumer, Delivery, Lease, Malformed, RevokeReason, Revoked,
 };
-pub use envelope::{Envelope, ResultDocument, TaskStatus, Usage};
+pub use envelope::{
+    Envelope, EnvelopeError, ResultDocument, ResultStatus, TaskState, TaskStatus, Usage,
+};
+pub use open::{OpenContext, open};
 pub use queue::Queue;
+pub use settings::TaskManagerSettings;
 pub use source::Source;
 pub use time::{Stamp, now_rfc3339, parse_rfc3339, rfc3339_ms, rfc3339_secs};
 
@@ -63,6 +99,15 @@ pub enum AdapterError {
     Unavailable(String),
     #[error("task manager error: {0}")]
     Backend(String),
+    /// The config names a task manager this build cannot open.
+    #[error(
+        "task manager type {kind:?} is not available in this build yet (supported: {available})"
+    )]
+    NotInBuild {
+        kind: &'static str,
+        /// The types this build can open.
+        available: String,
+    },
 }
 
 /// Turns a JSON object into a map, for adapters that store params as text.

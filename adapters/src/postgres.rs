@@ -18,10 +18,11 @@
 //!   deletes them but an operator (`workerhost dead purge`, or a `DELETE` by age).
 
 mod claim;
+mod conn;
 mod listen;
 pub mod migrations;
 mod queue;
-pub mod settings;
+mod settings;
 mod settle;
 #[cfg(test)]
 mod tests;
@@ -33,8 +34,9 @@ use crate::{
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use migrations::{MigrateReport, SchemaState};
-use serde_json::{Map, Value};
-use settings::Settings;
+
+use conn::Conn;
+pub use settings::Settings;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio_postgres::error::SqlState;
@@ -47,11 +49,9 @@ const OP_TIMEOUT: Duration = Duration::from_secs(10);
 /// How the adapter is opened.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub url: String,
     /// This host start's unique id; written as `lease_owner`.
     pub host_id: String,
-    /// Every other key of `task_manager:` (typed JSON values; seconds as numbers).
-    pub settings: Map<String, Value>,
+    pub settings: Settings,
     /// Whether [`PostgresSource::open`] creates or upgrades the schema (`false` for `workerhost check`
     /// and `workerhost migrate`, which report or migrate themselves).
     pub migrate: bool,
@@ -67,7 +67,7 @@ pub struct PostgresSource {
 
 /// What every part of the adapter reads.
 struct Shared {
-    cfg: Settings,
+    cfg: Conn,
     pool: Pool,
     host_id: String,
     /// The statements, with the schema written in.
@@ -110,7 +110,7 @@ impl PostgresSource {
     /// Makes the pool (connections are opened on demand), checks that the database answers and, with
     /// `opts.migrate`, creates or upgrades the schema.
     pub async fn open(opts: Options) -> Result<PostgresSource, AdapterError> {
-        let cfg = Settings::parse(&opts.url, &opts.settings)?;
+        let cfg = Conn::new(&opts.settings)?;
         let tls = tls::Tls::for_settings(&cfg)?;
         let mc = || ManagerConfig {
             recycling_method: RecyclingMethod::Fast,

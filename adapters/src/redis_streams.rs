@@ -25,6 +25,7 @@ mod op_scripts;
 mod ops;
 mod parse;
 mod scripts;
+mod settings;
 mod status;
 #[cfg(test)]
 mod tests;
@@ -34,11 +35,11 @@ use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
     RevokeReason, Revoked, TaskStatus,
 };
-use parse::{Redactor, Settings, text};
+use parse::{Redactor, text};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Cmd, RedisError, Value};
 use scripts::{Lua, Scripts};
-use serde_json::{Map, Value as Json};
+pub use settings::{MAX_BLOCK_MS, Settings};
 use std::collections::HashSet;
 use std::sync::atomic::AtomicI64;
 use std::sync::{Mutex, PoisonError};
@@ -53,13 +54,11 @@ const SWEEP_IDLE_MS: u64 = 3_600_000;
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(2);
 const RESPONSE_TIMEOUT: Duration = Duration::from_secs(5);
 
-/// Connection settings, from `task_manager:` in the config.
+/// What the adapter is opened with.
 #[derive(Debug, Clone)]
 pub struct Options {
-    pub url: String,
     pub host_id: String,
-    /// Every other key of `task_manager:` (typed JSON values; seconds as numbers).
-    pub settings: Map<String, Json>,
+    pub settings: Settings,
 }
 
 /// Key names derived from the stream name.
@@ -117,12 +116,15 @@ impl RedisSource {
     /// Prepares the connections (made lazily: a Redis that is down at start makes claims fail with
     /// [`AdapterError::Unavailable`] until it is back) and creates the group if it is missing.
     pub async fn connect(opts: Options) -> Result<RedisSource, AdapterError> {
-        let cfg = parse::settings(&opts.settings)?;
-        let url = if opts.url.trim().is_empty() {
-            parse::DEFAULT_URL.to_string()
-        } else {
-            opts.url.trim().to_string()
-        };
+        let cfg = opts.settings;
+        if cfg.block_ms.get() > MAX_BLOCK_MS {
+            tracing::warn!(
+                block_ms = cfg.block_ms.get(),
+                max = MAX_BLOCK_MS,
+                "task_manager.block_ms lowered: a claim is not interrupted on shutdown"
+            );
+        }
+        let url = cfg.url().to_string();
         let red = Redactor::new(&url);
         let bad = |e: RedisError| {
             AdapterError::Invalid(format!(
@@ -141,7 +143,7 @@ impl RedisSource {
             ConnectionManager::new_lazy_with_config(client.clone(), c).map_err(bad)
         };
         let conn = manager(RESPONSE_TIMEOUT)?;
-        let reader = manager(Duration::from_millis(cfg.block_ms) + RESPONSE_TIMEOUT)?;
+        let reader = manager(Duration::from_millis(cfg.block_ms()) + RESPONSE_TIMEOUT)?;
         let now = Instant::now();
         let source = RedisSource {
             s: Box::new(State {
@@ -264,7 +266,7 @@ impl RedisSource {
         let now = Instant::now();
         if now >= t.next_sweep {
             t.next_sweep = now + SWEEP_EVERY;
-            let idle = SWEEP_IDLE_MS.max(10 * self.s.cfg.lease.as_millis() as u64);
+            let idle = SWEEP_IDLE_MS.max(10 * self.s.cfg.lease().as_millis() as u64);
             let mut c = self.eval(&self.s.scripts.sweep, &[&self.s.keys.stream]);
             c.arg(&self.s.group).arg(idle);
             match self.query(&c).await {
@@ -285,7 +287,7 @@ impl RedisSource {
         let mut c = self.eval(&self.s.scripts.takeover, &[&self.s.keys.stream]);
         c.arg(&self.s.group)
             .arg(&self.s.consumer)
-            .arg(self.s.cfg.lease.as_millis() as u64)
+            .arg(self.s.cfg.lease().as_millis() as u64)
             .arg(&t.cursor)
             .arg(want)
             .arg(own);
@@ -329,7 +331,7 @@ impl RedisSource {
         let done = cursor == "0-0" && out.len() < want;
         t.cursor = cursor;
         t.next = if done {
-            now + TAKEOVER_EVERY.min(self.s.cfg.lease / 4)
+            now + TAKEOVER_EVERY.min(self.s.cfg.lease() / 4)
         } else {
             now
         };
@@ -345,7 +347,7 @@ impl RedisSource {
         if !block || !ready.is_empty() {
             return Ok(ready);
         }
-        self.xread(n, Some(self.block_for(self.s.cfg.block_ms)))
+        self.xread(n, Some(self.block_for(self.s.cfg.block_ms())))
             .await
     }
 
@@ -393,12 +395,6 @@ impl RedisSource {
 impl RedisSource {
     /// Records the outcome (see [`Consumer::settle`]); a `cancelled` one is stored like a success.
     async fn settle_entry(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
-        if !matches!(doc.status.as_str(), "succeeded" | "dead" | "cancelled") {
-            return Err(AdapterError::Invalid(format!(
-                "task {}: a result's status is succeeded, dead or cancelled, not {:?}",
-                lease.task_id, doc.status
-            )));
-        }
         let json = serde_json::to_string(doc)
             .map_err(|e| AdapterError::Invalid(format!("task {}: result: {e}", lease.task_id)))?;
         let result_key = self.s.keys.result(&lease.task_id);
@@ -412,9 +408,9 @@ impl RedisSource {
         c.arg(&self.s.group)
             .arg(&self.s.consumer)
             .arg(&lease.receipt)
-            .arg(&doc.status)
+            .arg(doc.status.as_str())
             .arg(json)
-            .arg(self.s.cfg.result_ttl.as_millis().max(1) as u64)
+            .arg(self.s.cfg.result_ttl().as_millis().max(1) as u64)
             .arg(parse::error_message(doc))
             .arg(doc.attempts)
             .arg(parse::fallback_task(doc))

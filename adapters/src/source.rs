@@ -8,6 +8,15 @@ use crate::{
 };
 use std::time::Duration;
 
+#[cfg(not(any(
+    feature = "sqlite",
+    feature = "redis",
+    feature = "amqp",
+    feature = "http",
+    feature = "postgres"
+)))]
+compile_error!("enable at least one task manager feature: sqlite, redis, amqp, http or postgres");
+
 /// The task manager the host was configured with.
 pub enum Source {
     #[cfg(feature = "sqlite")]

@@ -12,7 +12,7 @@
 use crate::ops::{Cancelled, DeadFilter, DeadLetter, DeadSelection, OpsError, TypeDepth};
 use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
-    RevokeReason, Revoked, TaskStatus, now_ms,
+    ResultStatus, RevokeReason, Revoked, TaskState, TaskStatus, now_ms,
 };
 use rows::{claim_tx, col, count, text};
 use rusqlite::types::Value as SqlValue;
@@ -27,9 +27,12 @@ mod due;
 mod ops;
 mod rows;
 mod serial;
+mod settings;
 #[cfg(test)]
 mod tests;
 mod wake;
+
+pub use settings::Settings;
 
 /// `PRAGMA user_version` of the schema below.
 const SCHEMA_VERSION: i64 = 3;
@@ -366,13 +369,7 @@ impl Consumer for SqliteSource {
     }
 
     async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
-        if !matches!(doc.status.as_str(), "succeeded" | "dead" | "cancelled") {
-            return Err(AdapterError::Invalid(format!(
-                "task {}: a result's status is succeeded, dead or cancelled, not {:?}",
-                lease.task_id, doc.status
-            )));
-        }
-        let error = if doc.status != "dead" {
+        let error = if doc.status != ResultStatus::Dead {
             None
         } else {
             doc.error_message()
@@ -381,7 +378,7 @@ impl Consumer for SqliteSource {
             .map_err(|e| AdapterError::Invalid(format!("task {}: result: {e}", lease.task_id)))?;
         let set = "status = ?4, result = ?5, error = ?6, finished_at = ?7, lease_owner = NULL, lease_until = NULL";
         let extra = vec![
-            doc.status.clone().into(),
+            SqlValue::Text(doc.status.as_str().into()),
             json.into(),
             error.map_or(SqlValue::Null, SqlValue::Text),
             now_ms().into(),
@@ -513,11 +510,25 @@ impl Queue for SqliteSource {
                 .optional()
             })
             .await?;
-        Ok(row.map(|((id, task_type, status, deliveries, result), (run_at, attempts, last_error))| {
-            // Due but not yet turned `queued` by a claim: it is queued as far as anyone can tell.
-            let due = run_at.is_none_or(|t| t <= now_ms());
-            let status = if status == "scheduled" && due { "queued".to_string() } else { status };
-            let settled = matches!(status.as_str(), "succeeded" | "dead" | "cancelled");
+        let Some(((id, task_type, status, deliveries, result), (run_at, attempts, last_error))) =
+            row
+        else {
+            return Ok(None);
+        };
+        let status = TaskState::parse(&status).ok_or_else(|| {
+            AdapterError::Backend(format!(
+                "task {id}: unknown status {status:?} in the database"
+            ))
+        })?;
+        // Due but not yet turned `queued` by a claim: it is queued as far as anyone can tell.
+        let due = run_at.is_none_or(|t| t <= now_ms());
+        let status = if status == TaskState::Scheduled && due {
+            TaskState::Queued
+        } else {
+            status
+        };
+        Ok(Some({
+            let settled = status.is_final();
             let result = result.filter(|_| settled).and_then(|raw| {
                 serde_json::from_str::<ResultDocument>(&raw)
                     .inspect_err(|e| tracing::warn!(task_id = %id, "stored result is not a result document: {e}"))

@@ -3,8 +3,8 @@
 use super::operate::{failure, open};
 use std::path::Path;
 use std::time::{Duration, Instant};
-use workerhost_adapters::Queue;
 use workerhost_adapters::ops::Cancelled;
+use workerhost_adapters::{Queue, TaskState};
 
 /// A queued or scheduled task becomes `cancelled` at once. A running task's host stops it at its next
 /// renewal: this waits (about a lease) to say which final status won; a task that finished meanwhile on
@@ -17,18 +17,18 @@ pub async fn cancel(path: &Path, id: &str) -> anyhow::Result<u8> {
             Ok(0)
         }
         Cancelled::Requested => {
-            let lease = workerhost::source::lease_of(&cfg);
+            let lease = cfg.task_manager.lease();
             let limit = lease + cfg.host.kill_grace + Duration::from_secs(5);
             println!("{id} is running: its host stops it at its next lease renewal");
             let end = Instant::now() + limit;
             while Instant::now() < end {
                 let status = source.status(id).await?.map(|s| s.status);
-                match status.as_deref() {
-                    Some("cancelled") => {
+                match status {
+                    Some(TaskState::Cancelled) => {
                         println!("cancelled {id}");
                         return Ok(0);
                     }
-                    Some(s @ ("succeeded" | "dead")) => {
+                    Some(s @ (TaskState::Succeeded | TaskState::Dead)) => {
                         println!("{id} finished on its own as {s} before the cancel reached it");
                         return Ok(1);
                     }

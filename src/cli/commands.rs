@@ -4,15 +4,15 @@ use super::{SubmitArgs, TaskArgs, Usage, load, parse_params};
 use std::path::Path;
 use std::sync::Arc;
 use tokio_util::sync::CancellationToken;
-use workerhost::config::{Mode, TaskManagerConfig, WorkerKind};
+use workerhost::config::{Mode, WorkerKind};
 use workerhost::observers::{LogObserver, Observers};
 use workerhost::probe;
 use workerhost::proxy::{Final, Proxy};
 use workerhost::registry::Registry;
 use workerhost::settings::{default_host_name, unique_host_id};
-use workerhost_adapters::postgres::PostgresSource;
-use workerhost_adapters::postgres::migrations::SchemaState;
-use workerhost_adapters::{AdapterError, Consumer, Envelope, Queue, Source};
+#[cfg(feature = "postgres")]
+use workerhost_adapters::postgres::{PostgresSource, migrations::SchemaState};
+use workerhost_adapters::{AdapterError, Consumer, Envelope, Queue};
 
 /// Logging for one-shot commands: warnings and worse, unless RUST_LOG says otherwise.
 fn quiet_logging() {
@@ -43,13 +43,8 @@ pub async fn check(path: &Path) -> anyhow::Result<u8> {
             println!("{mark}  worker {}: {}: {}", w.name, c.check, c.detail);
         }
     }
-    if let TaskManagerConfig::Other { kind, settings, .. } = &cfg.task_manager
-        && kind == "http"
-    {
-        let claim_timeout = settings
-            .get("claim_timeout_seconds")
-            .and_then(|v| v.as_f64())
-            .unwrap_or(300.0);
+    if let Some(claim_timeout) = cfg.task_manager.claim_timeout() {
+        let claim_timeout = claim_timeout.as_secs_f64();
         for w in &cfg.workers {
             let worst = worst_case(w).as_secs_f64();
             if worst > claim_timeout {
@@ -70,7 +65,8 @@ pub async fn check(path: &Path) -> anyhow::Result<u8> {
         Ok(source) => match source.ping().await {
             Ok(()) => {
                 println!("ok    task manager {}: reachable", source.kind());
-                if let Source::Postgres(pg) = &source
+                #[cfg(feature = "postgres")]
+                if let workerhost_adapters::Source::Postgres(pg) = &source
                     && !postgres_schema_ok(pg, path).await
                 {
                     failed += 1;
@@ -90,6 +86,7 @@ pub async fn check(path: &Path) -> anyhow::Result<u8> {
 }
 
 /// Prints where the postgres schema stands; false when it is missing, older or newer than this build.
+#[cfg(feature = "postgres")]
 async fn postgres_schema_ok(pg: &PostgresSource, path: &Path) -> bool {
     let fix = format!("run `workerhost migrate --config {}`", path.display());
     let line = match pg.schema_state().await {
@@ -130,9 +127,20 @@ pub async fn migrate(path: &Path) -> anyhow::Result<u8> {
         .into());
     }
     let source = workerhost::source::open_with(&cfg, &unique_host_id("migrate"), false).await?;
-    let Source::Postgres(pg) = &source else {
-        return Ok(1);
+    let code = match &source {
+        #[cfg(feature = "postgres")]
+        workerhost_adapters::Source::Postgres(pg) => migrate_schema(pg).await?,
+        // Opening a type this build lacks failed above.
+        #[allow(unreachable_patterns)]
+        _ => 1,
     };
+    source.close().await;
+    Ok(code)
+}
+
+/// Applies the migrations `pg`'s schema lacks, saying what it did.
+#[cfg(feature = "postgres")]
+async fn migrate_schema(pg: &PostgresSource) -> anyhow::Result<u8> {
     let report = pg.migrate().await?;
     if report.applied.is_empty() {
         println!("schema {} is current (version {})", pg.schema(), report.to);
@@ -148,7 +156,6 @@ pub async fn migrate(path: &Path) -> anyhow::Result<u8> {
             report.from
         );
     }
-    source.close().await;
     Ok(0)
 }
 

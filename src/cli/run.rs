@@ -154,7 +154,7 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
             host_id: host_id.clone(),
             concurrency: s.concurrency,
             shutdown_grace: cfg.host.shutdown_grace,
-            lease: workerhost::source::lease_of(&cfg),
+            lease: cfg.task_manager.lease(),
             burst: args.burst,
         },
     );

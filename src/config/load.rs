@@ -15,12 +15,13 @@
 
 mod fields;
 mod schedules;
+mod task_manager;
 mod worker;
 
 use super::expand::{Env, expand_tree};
 use super::locate::{key_path, locate};
-use super::{Config, ConfigError, HostConfig, ObserverConfig, Problem, TaskManagerConfig};
-use fields::{Ctx, get, kind, to_json};
+use super::{Config, ConfigError, HostConfig, ObserverConfig, Problem};
+use fields::{Ctx, get, kind};
 use serde_yaml::{Mapping, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -42,41 +43,6 @@ const HOST_KEYS: &[&str] = &[
     "http",
     "logging",
 ];
-/// Every task manager key any adapter takes (sections 2, 4 and 4a); checked as one set.
-const TM_KEYS: &[&str] = &[
-    "type",
-    "path",
-    "url",
-    "api_key",
-    "stream",
-    "group",
-    "consumer",
-    "queue",
-    "queue_type",
-    "declare",
-    "prefetch",
-    "dead_letter_queue",
-    "dead_letter_exchange",
-    "consumer_timeout_ms",
-    "result_exchange",
-    "result_routing_key",
-    "table",
-    "channel",
-    "lease_seconds",
-    "max_deliveries",
-    "result_ttl_seconds",
-    "block_ms",
-    "poll_interval",
-    "poll_interval_ms",
-    "claim_sort_by",
-    "claim_sort_order",
-    "claim_timeout_seconds",
-    "register_task_types",
-    "schema",
-    "notify",
-    "max_connections",
-];
-const TM_TYPES: &[&str] = &["sqlite", "redis", "amqp", "http", "postgres"];
 const OBSERVER_KEYS: &[&str] = &["type", "url", "command", "events", "timeout"];
 const EVENTS: &[&str] = &[
     "task_received",
@@ -182,16 +148,28 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<Config, ConfigError
     ctx.check_keys(root, "", TOP_KEYS);
     let version = version(&mut ctx, root);
     let host = host(&mut ctx, root);
-    let (task_manager, tm_max_deliveries) = task_manager(&mut ctx, root);
+    let task_manager = task_manager::task_manager(&mut ctx, root);
+    let tm_max_deliveries = task_manager.as_ref().and_then(|t| t.max_deliveries());
     let defaults = worker::defaults(&mut ctx, root, tm_max_deliveries);
     let workers = worker::workers(&mut ctx, root, &defaults);
     let observers = observers(&mut ctx, root);
     let schedules = schedules::schedules(&mut ctx, root);
-    if !ctx.problems.is_empty() {
-        let mut problems = ctx.problems;
-        problems.sort_by_key(|p| p.line.unwrap_or(0));
-        return Err(fail(problems));
-    }
+    let task_manager = match task_manager {
+        Some(t) if ctx.problems.is_empty() => t,
+        _ => {
+            let mut problems = ctx.problems;
+            if problems.is_empty() {
+                // A problem under a failed `${...}` is not repeated; this is never reached without one.
+                problems.push(Problem {
+                    line: None,
+                    field: "task_manager".into(),
+                    message: "the task manager settings cannot be read".into(),
+                });
+            }
+            problems.sort_by_key(|p| p.line.unwrap_or(0));
+            return Err(fail(problems));
+        }
+    };
     Ok(Config {
         path: file,
         version,
@@ -267,90 +245,6 @@ fn host(ctx: &mut Ctx, root: &Mapping) -> HostConfig {
             .secs(m, p, "kill_grace_seconds", true)
             .unwrap_or(Duration::from_secs(5)),
     }
-}
-
-/// The task manager, and `task_manager.max_deliveries` (a default for the workers).
-fn task_manager(ctx: &mut Ctx, root: &Mapping) -> (TaskManagerConfig, Option<u32>) {
-    let empty = Mapping::new();
-    let m = ctx
-        .mapping(root, "", "task_manager", Some(TM_KEYS))
-        .unwrap_or(&empty);
-    let p = "task_manager";
-    let kind = ctx
-        .string(m, p, "type")
-        .unwrap_or_else(|| "sqlite".to_string());
-    if !TM_TYPES.contains(&kind.as_str()) {
-        let msg = format!(
-            "unknown task manager type `{kind}` (expected {})",
-            TM_TYPES.join(", ")
-        );
-        ctx.problem("task_manager.type", msg);
-    }
-    // Every key is type-checked, whichever adapter reads it; adapters get typed JSON values.
-    let mut settings = serde_json::Map::new();
-    for (k, v) in m {
-        let Value::String(k) = k else { continue };
-        let typed: Option<serde_json::Value> = match k.as_str() {
-            "type" | "url" => continue,
-            "lease_seconds" | "result_ttl_seconds" | "claim_timeout_seconds" | "poll_interval" => {
-                ctx.secs(m, p, k, false).map(|d| d.as_secs_f64().into())
-            }
-            "prefetch"
-            | "block_ms"
-            | "poll_interval_ms"
-            | "consumer_timeout_ms"
-            | "max_connections" => ctx.uint(m, p, k, 1).map(Into::into),
-            "max_deliveries" => ctx.u32(m, p, k, 1).map(Into::into),
-            "declare" | "register_task_types" | "notify" => ctx.boolean(m, p, k).map(Into::into),
-            _ if TM_KEYS.contains(&k.as_str()) => ctx.string(m, p, k).map(Into::into),
-            _ => to_json(v).ok(),
-        };
-        if let Some(t) = typed {
-            settings.insert(k.clone(), t);
-        }
-    }
-    let url = ctx.string(m, p, "url");
-    if kind == "http" && url.is_none() {
-        ctx.problem(
-            p,
-            "`url` is required for the http task manager (the API base URL, ending in /api)",
-        );
-    }
-    let max_deliveries = settings
-        .get("max_deliveries")
-        .and_then(|v| v.as_u64())
-        .and_then(|n| u32::try_from(n).ok());
-    if kind != "sqlite" {
-        return (
-            TaskManagerConfig::Other {
-                kind,
-                url,
-                settings,
-            },
-            max_deliveries,
-        );
-    }
-    let secs = |k: &str| {
-        settings
-            .get(k)
-            .and_then(|v| v.as_f64())
-            .and_then(|s| Duration::try_from_secs_f64(s).ok())
-    };
-    let poll_interval = match settings.get("poll_interval_ms").and_then(|v| v.as_u64()) {
-        Some(ms) => Duration::from_millis(ms),
-        None => secs("poll_interval").unwrap_or(Duration::from_millis(100)),
-    };
-    let sqlite = TaskManagerConfig::Sqlite {
-        path: ctx.resolve(
-            settings
-                .get("path")
-                .and_then(|v| v.as_str())
-                .unwrap_or("./workerhost.db"),
-        ),
-        lease: secs("lease_seconds").unwrap_or(Duration::from_secs(30)),
-        poll_interval,
-    };
-    (sqlite, max_deliveries)
 }
 
 fn observers(ctx: &mut Ctx, root: &Mapping) -> Vec<ObserverConfig> {

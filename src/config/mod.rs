@@ -9,7 +9,7 @@ pub mod schedule;
 #[cfg(test)]
 mod tests;
 
-use serde_json::{Map, Value};
+use serde_json::Value;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -17,6 +17,7 @@ use std::time::Duration;
 pub use limits::{CPU_HARD_EXTRA_SECONDS, Limits, RunAs};
 pub use load::{load, load_str};
 pub use schedule::ScheduleConfig;
+pub use workerhost_adapters::TaskManagerSettings;
 
 /// Every problem found in one config file. Displayed one problem a line, each naming file, line and field.
 #[derive(Debug, Clone, thiserror::Error)]
@@ -62,7 +63,8 @@ pub struct Config {
     pub path: PathBuf,
     pub version: String,
     pub host: HostConfig,
-    pub task_manager: TaskManagerConfig,
+    /// The adapter named by `task_manager.type`, with its typed settings (paths absolute).
+    pub task_manager: TaskManagerSettings,
     pub workers: Vec<WorkerConfig>,
     pub observers: Vec<ObserverConfig>,
     /// `schedules:` (section 7).
@@ -85,31 +87,6 @@ pub struct HostConfig {
     pub log_format: Option<String>,
     /// How long a timed-out process group gets between SIGTERM and SIGKILL (spec: 5 s).
     pub kill_grace: Duration,
-}
-
-#[derive(Debug, Clone)]
-pub enum TaskManagerConfig {
-    Sqlite {
-        /// Absolute.
-        path: PathBuf,
-        lease: Duration,
-        poll_interval: Duration,
-    },
-    /// Parsed and validated, served by adapters that later issues add.
-    Other {
-        kind: String,
-        url: Option<String>,
-        settings: Map<String, Value>,
-    },
-}
-
-impl TaskManagerConfig {
-    pub fn kind(&self) -> &str {
-        match self {
-            TaskManagerConfig::Sqlite { .. } => "sqlite",
-            TaskManagerConfig::Other { kind, .. } => kind,
-        }
-    }
 }
 
 /// Retry policy: `base * multiplier^(attempt-1)`, capped at `max_delay`, with full jitter when on.

@@ -3,6 +3,7 @@ use std::path::Path;
 
 mod paths_env;
 mod schedules;
+mod task_manager;
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {
     let pairs: Vec<(String, String)> = pairs
@@ -66,17 +67,13 @@ fn seed_config_loads_unchanged() {
     let c = ok_with(SEED, &[("TASKMANAGER_API_KEY", "sekrit")]);
     assert_eq!(c.version, "1.0");
     assert_eq!(c.path, Path::new(CFG));
-    let TaskManagerConfig::Other {
-        kind,
-        url,
-        settings,
-    } = &c.task_manager
-    else {
+    let TaskManagerSettings::Http(settings) = &c.task_manager else {
         panic!("expected the http task manager, got {:?}", c.task_manager);
     };
+    let (kind, url) = (c.task_manager.kind(), &settings.url);
     assert_eq!(kind, "http");
     assert_eq!(url.as_deref(), Some("https://api.prismq.nomoos.cz/api"));
-    assert_eq!(settings.get("api_key"), Some(&serde_json::json!("sekrit")));
+    assert_eq!(settings.api_key, "sekrit");
     assert_eq!(c.workers.len(), 1);
     let w = &c.workers[0];
     assert_eq!(
@@ -157,14 +154,10 @@ fn section_2_example_loads() {
     assert_eq!(c.host.listen.as_deref(), Some("127.0.0.1:8080"));
     assert_eq!(c.host.log_level.as_deref(), Some("info"));
     assert_eq!(c.host.log_format.as_deref(), Some("text"));
-    let TaskManagerConfig::Sqlite {
-        path,
-        lease,
-        poll_interval,
-    } = &c.task_manager
-    else {
+    let TaskManagerSettings::Sqlite(tm) = &c.task_manager else {
         panic!("expected sqlite");
     };
+    let (path, lease, poll_interval) = (&tm.path, &tm.lease(), &tm.poll_interval());
     assert_eq!(path, Path::new("/srv/app/workerhost.db"));
     assert_eq!(
         (*lease, *poll_interval),

@@ -107,7 +107,7 @@ pub fn top(h: &mut String, v: &OpsView, token_query: &str) {
                 h,
                 "<p>task <code>{}</code>: <b class=\"state\">{}</b> ({} deliveries)",
                 esc(&t.id),
-                esc(&t.status),
+                esc(t.status.as_str()),
                 t.deliveries
             );
             if matches!(t.status.as_str(), "queued" | "scheduled" | "running") {

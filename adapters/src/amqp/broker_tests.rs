@@ -6,7 +6,7 @@ use crate::{ClaimSlot, now_ms, rfc3339_ms};
 use lapin::options::{BasicGetOptions, QueueDeclareOptions, QueueDeleteOptions};
 use lapin::types::{AMQPValue, FieldTable};
 use lapin::{Connection, ConnectionProperties};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 
 const URL: &str = "amqp://guest:guest@127.0.0.1:5672/%2f";
 
@@ -90,17 +90,20 @@ fn unique(name: &str) -> String {
     format!("wh-unit-{name}-{}-{}", std::process::id(), now_ms())
 }
 
+/// Options for `settings` (a JSON object of `task_manager:` keys) at `url`.
+fn options(settings: Map<String, Value>, url: &str, host_id: String) -> Options {
+    let mut settings: Settings = serde_json::from_value(Value::Object(settings)).expect("settings");
+    settings.url = Some(url.into());
+    Options { host_id, settings }
+}
+
 async fn source(queue: &str, extra: Value) -> AmqpSource {
     let mut settings = Map::new();
     settings.insert("queue".into(), queue.into());
     if let Value::Object(m) = extra {
         settings.extend(m);
     }
-    let opts = Options {
-        url: URL.into(),
-        host_id: format!("unit-{queue}"),
-        settings,
-    };
+    let opts = options(settings, URL, format!("unit-{queue}"));
     AmqpSource::connect(opts).await.expect("connect")
 }
 
@@ -124,7 +127,7 @@ fn doc(id: &str, status: &str) -> ResultDocument {
     ResultDocument {
         id: id.into(),
         task_type: "T".into(),
-        status: status.into(),
+        status: crate::ResultStatus::parse(status).expect("a result status"),
         result: (status == "succeeded").then(|| json!({"ok": true})),
         error: (status == "dead").then(|| json!({"message": "boom", "outcome": "failed"})),
         attempts: 3,
@@ -292,11 +295,7 @@ async fn configuration_problems_are_reported_as_such() {
         let Value::Object(settings) = settings else {
             panic!("not an object")
         };
-        AmqpSource::connect(Options {
-            url: url.into(),
-            host_id: "unit".into(),
-            settings,
-        })
+        AmqpSource::connect(options(settings, url, "unit".into()))
     };
     let missing = connect(json!({"queue": q, "declare": false}), URL).await;
     assert!(
@@ -377,14 +376,14 @@ async fn results_are_also_published_to_the_result_exchange() {
     );
     s.close().await;
     // A result exchange that does not exist is a configuration error at start.
-    let missing = AmqpSource::connect(Options {
-        url: URL.into(),
-        host_id: "unit".into(),
-        settings: match json!({"queue": q, "result_exchange": format!("{q}-nope")}) {
+    let missing = AmqpSource::connect(options(
+        match json!({"queue": q, "result_exchange": format!("{q}-nope")}) {
             Value::Object(m) => m,
             _ => Map::new(),
         },
-    })
+        URL,
+        "unit".into(),
+    ))
     .await;
     assert!(
         matches!(missing, Err(AdapterError::Backend(_))),

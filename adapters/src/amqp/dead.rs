@@ -41,7 +41,7 @@ fn unavailable(inner: &Inner, e: impl std::fmt::Display) -> OpsError {
     OpsError::Adapter(AdapterError::Unavailable(format!(
         "broker {}: {}",
         inner.shown,
-        super::settings::scrub(&e.to_string(), &inner.url)
+        super::redact::scrub(&e.to_string(), &inner.url)
     )))
 }
 
@@ -88,7 +88,7 @@ async fn channel(inner: &Arc<Inner>) -> Result<Channel, OpsError> {
 
 /// Takes every dead letter (up to [`MAX_SCAN`]), unacked, oldest first.
 async fn take_all(inner: &Inner, ch: &Channel) -> Result<Vec<Taken>, OpsError> {
-    let queue = ShortString::from(inner.s.dead_letter_queue.as_str());
+    let queue = ShortString::from(inner.s.dead_letter_queue().as_str());
     let mut out = Vec::new();
     while out.len() < MAX_SCAN {
         let got = ch

@@ -3,7 +3,8 @@
 use super::link::Link;
 use super::message::{Msg, Queues, error_message, short};
 use super::probe;
-use super::settings::{Settings, scrub};
+use super::redact::scrub;
+use super::settings::Settings;
 use crate::{AdapterError, ResultDocument};
 use lapin::message::DeliveryResult;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -268,7 +269,7 @@ impl Inner {
         headers.insert("x-task-id".into(), LongString::from(doc.id.clone()).into());
         headers.insert(
             "x-status".into(),
-            LongString::from(doc.status.clone()).into(),
+            LongString::from(doc.status.as_str()).into(),
         );
         let mut props = BasicProperties::default()
             .with_content_type("application/json".into())
@@ -312,12 +313,12 @@ impl Inner {
             }
             let props = self.dead_props(m, doc);
             if !l
-                .publish("", &self.s.dead_letter_queue, true, &m.body, props)
+                .publish("", &self.s.dead_letter_queue(), true, &m.body, props)
                 .await?
             {
                 return Err(format!(
                     "dead-letter queue {} does not exist",
-                    self.s.dead_letter_queue
+                    self.s.dead_letter_queue()
                 ));
             }
         }

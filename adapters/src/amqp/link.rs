@@ -50,7 +50,7 @@ pub fn queue_args(s: &Settings) -> FieldTable {
             // The default exchange routes by queue name: send dead letters to the dead-letter queue.
             args.insert(
                 "x-dead-letter-routing-key".into(),
-                LongString::from(s.dead_letter_queue.as_str()).into(),
+                LongString::from(s.dead_letter_queue().as_str()).into(),
             );
         }
     }
@@ -120,7 +120,7 @@ impl Link {
         if own_dead_queue {
             self.publisher
                 .queue_declare(
-                    s.dead_letter_queue.as_str().into(),
+                    s.dead_letter_queue().as_str().into(),
                     durable,
                     FieldTable::default(),
                 )

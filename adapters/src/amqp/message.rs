@@ -169,7 +169,10 @@ impl Msg {
         let deliveries = delivery_count(&d.properties, d.redelivered);
         let mut envelope = Envelope::parse(&d.data).map_err(|reason| {
             let raw = String::from_utf8_lossy(&d.data[..d.data.len().min(MAX_RAW)]).into_owned();
-            Malformed { raw, reason }
+            Malformed {
+                raw,
+                reason: reason.to_string(),
+            }
         });
         if let Ok(e) = &mut envelope
             && e.correlation_id.is_none()

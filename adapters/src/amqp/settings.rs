@@ -1,19 +1,30 @@
-//! The `task_manager:` settings of the amqp adapter, and keeping credentials out of logs.
+//! The `task_manager:` settings of the amqp adapter.
 
-use crate::AdapterError;
-use serde_json::{Map, Value};
+use crate::settings::Problem;
+use crate::settings::de::{Seconds, opt_text, text};
+use serde::Deserialize;
+use std::num::NonZeroU32;
+use std::time::Duration;
 
 /// `queue_type`: how the queue is declared (`x-queue-type`).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum QueueType {
     Classic,
     Quorum,
 }
 
-/// Typed settings; every other key of `task_manager:` (`lease_seconds`, ...) is ignored here.
-#[derive(Debug, Clone, PartialEq)]
+pub(super) const DEFAULT_URL: &str = "amqp://127.0.0.1:5672/%2f";
+
+/// `type: amqp`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
+    /// Default `amqp://127.0.0.1:5672/%2f`.
+    #[serde(deserialize_with = "opt_text")]
+    pub url: Option<String>,
     /// The queue consumed and published to (default `workerhost.tasks`).
+    #[serde(deserialize_with = "text")]
     pub queue: String,
     /// `None`: declared without `x-queue-type` (the broker's default, classic on 3.x).
     pub queue_type: Option<QueueType>,
@@ -22,133 +33,108 @@ pub struct Settings {
     /// basic.qos prefetch; default: the host's free capacity at the first claim.
     pub prefetch: Option<u16>,
     /// Where dead letters are published when the queue has no dead-letter exchange
-    /// (default `<queue>.dead`, declared durable).
-    pub dead_letter_queue: String,
+    /// (default `<queue>.dead`, declared durable); see [`Settings::dead_letter_queue`].
+    #[serde(rename = "dead_letter_queue", deserialize_with = "opt_text")]
+    pub dead_letter_queue_name: Option<String>,
     /// The queue's `x-dead-letter-exchange`, when it has one: dead letters are then
     /// `basic.nack(requeue=false)`ed and the broker routes them.
+    #[serde(deserialize_with = "opt_text")]
     pub dead_letter_exchange: Option<String>,
     /// Every result document is also published to this exchange (persistent), with
     /// `result_routing_key` (default: the queue name).
+    #[serde(deserialize_with = "opt_text")]
     pub result_exchange: Option<String>,
+    #[serde(deserialize_with = "opt_text")]
     pub result_routing_key: Option<String>,
-    /// `x-consumer-timeout` of the consumer, in ms (brokers 3.11.15+).
+    /// `x-consumer-timeout` of the consumer, in ms (brokers 3.11.15+). Default: the longest a delivery
+    /// can stay unacknowledged on the host, plus a minute (set when the adapter is opened).
     pub consumer_timeout_ms: Option<u64>,
+    /// How often the host renews its leases (every third of this): acks have no lease, so this only
+    /// paces a no-op. Default 30 s.
+    pub lease_seconds: Seconds,
+    /// Default `max_deliveries` of every worker.
+    pub max_deliveries: Option<NonZeroU32>,
+}
+
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            url: None,
+            queue: "workerhost.tasks".into(),
+            queue_type: None,
+            declare: true,
+            prefetch: None,
+            dead_letter_queue_name: None,
+            dead_letter_exchange: None,
+            result_exchange: None,
+            result_routing_key: None,
+            consumer_timeout_ms: None,
+            lease_seconds: Seconds::secs(30),
+            max_deliveries: None,
+        }
+    }
 }
 
 /// Longest name AMQP allows (a short string).
 const MAX_NAME: usize = 255;
 
 impl Settings {
-    pub fn parse(m: &Map<String, Value>) -> Result<Settings, AdapterError> {
-        let bad = |k: &str, want: &str| {
-            AdapterError::Invalid(format!("task_manager.{k}: expected {want}"))
-        };
-        let string = |k: &str| -> Result<Option<String>, AdapterError> {
-            match m.get(k) {
-                None | Some(Value::Null) => Ok(None),
-                Some(Value::String(s)) => Ok(Some(s.clone())),
-                Some(_) => Err(bad(k, "a string")),
-            }
-        };
-        let uint = |k: &str| -> Result<Option<u64>, AdapterError> {
-            match m.get(k) {
-                None | Some(Value::Null) => Ok(None),
-                Some(v) => v.as_u64().map(Some).ok_or_else(|| bad(k, "a whole number")),
-            }
-        };
-        let queue = string("queue")?.unwrap_or_else(|| "workerhost.tasks".into());
-        let queue_type = match string("queue_type")?.as_deref() {
-            None => None,
-            Some("classic") => Some(QueueType::Classic),
-            Some("quorum") => Some(QueueType::Quorum),
-            Some(other) => {
-                return Err(AdapterError::Invalid(format!(
-                    "task_manager.queue_type: `{other}` is not classic or quorum"
-                )));
-            }
-        };
-        let declare = match m.get("declare") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(bad("declare", "true or false")),
-        };
-        let prefetch = match uint("prefetch")? {
-            None => None,
-            Some(n) if (1..=u64::from(u16::MAX)).contains(&n) => Some(n as u16),
-            Some(_) => return Err(bad("prefetch", "a number from 1 to 65535")),
-        };
-        let dead_letter_queue =
-            string("dead_letter_queue")?.unwrap_or_else(|| format!("{queue}.dead"));
-        let s = Settings {
-            dead_letter_queue,
-            dead_letter_exchange: string("dead_letter_exchange")?,
-            result_exchange: string("result_exchange")?,
-            result_routing_key: string("result_routing_key")?,
-            consumer_timeout_ms: uint("consumer_timeout_ms")?,
-            queue,
-            queue_type,
-            declare,
-            prefetch,
-        };
-        for (k, v) in [
-            ("queue", Some(&s.queue)),
-            ("dead_letter_queue", Some(&s.dead_letter_queue)),
-            ("dead_letter_exchange", s.dead_letter_exchange.as_ref()),
-            ("result_exchange", s.result_exchange.as_ref()),
-            ("result_routing_key", s.result_routing_key.as_ref()),
-        ] {
-            if v.is_some_and(|v| v.len() > MAX_NAME) {
-                return Err(bad(k, "at most 255 bytes"));
-            }
+    /// The URL connected to (`url`, or the local default).
+    pub fn url(&self) -> &str {
+        match self.url.as_deref().map(str::trim) {
+            Some(u) if !u.is_empty() => u,
+            _ => DEFAULT_URL,
         }
-        if s.queue.is_empty() || s.dead_letter_queue.is_empty() {
-            return Err(AdapterError::Invalid(
-                "task_manager.queue and dead_letter_queue must not be empty".into(),
+    }
+
+    pub fn lease(&self) -> Duration {
+        self.lease_seconds.0
+    }
+
+    /// `dead_letter_queue`, default `<queue>.dead`.
+    pub fn dead_letter_queue(&self) -> String {
+        self.dead_letter_queue_name
+            .clone()
+            .unwrap_or_else(|| format!("{}.dead", self.queue))
+    }
+
+    /// Checks what the types alone do not; every problem, each naming its field.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if self.prefetch == Some(0) {
+            out.push(Problem::new(
+                "prefetch",
+                "expected a number from 1 to 65535",
             ));
         }
-        Ok(s)
+        if self.consumer_timeout_ms == Some(0) {
+            out.push(Problem::new(
+                "consumer_timeout_ms",
+                "must be at least 1 (found 0)",
+            ));
+        }
+        let dead = self.dead_letter_queue();
+        for (k, v) in [
+            ("queue", Some(&self.queue)),
+            ("dead_letter_queue", Some(&dead)),
+            ("dead_letter_exchange", self.dead_letter_exchange.as_ref()),
+            ("result_exchange", self.result_exchange.as_ref()),
+            ("result_routing_key", self.result_routing_key.as_ref()),
+        ] {
+            if v.is_some_and(|v| v.len() > MAX_NAME) {
+                out.push(Problem::new(k, "expected at most 255 bytes"));
+            }
+        }
+        for (k, v) in [("queue", &self.queue), ("dead_letter_queue", &dead)] {
+            if v.is_empty() {
+                out.push(Problem::new(k, "must not be empty"));
+            }
+        }
+        out
     }
 
     /// The routing key of published results.
     pub fn result_key(&self) -> &str {
         self.result_routing_key.as_deref().unwrap_or(&self.queue)
     }
-}
-
-/// `amqp://user:pass@host/vhost` → `amqp://user:***@host/vhost`: what logs and errors show.
-pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &rest[..at];
-    let shown = match userinfo.find(':') {
-        Some(colon) => format!("{}:***", &userinfo[..colon]),
-        None => userinfo.to_string(),
-    };
-    format!("{}{shown}{}", &url[..scheme_end], &rest[at..])
-}
-
-/// The password of `url`, as written in it (percent-encoded), when it has one.
-fn password(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://")? + 3..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    Some(&userinfo[userinfo.find(':')? + 1..]).filter(|p| !p.is_empty())
-}
-
-/// Removes the URL and its password from a message that may quote them (a client library's error).
-pub fn scrub(msg: &str, url: &str) -> String {
-    let mut out = msg.replace(url, &redact(url));
-    if let Some(p) = password(url) {
-        out = out.replace(&format!(":{p}@"), ":***@");
-        if p.len() >= 6 {
-            out = out.replace(p, "***");
-        }
-    }
-    out
 }

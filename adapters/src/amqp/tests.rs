@@ -1,16 +1,19 @@
 //! Unit tests of the pure parts; the broker-facing behaviour is tested through the binary in tests/amqp.
 
 use super::probe::{parse_version, supports_consumer_timeout};
-use super::settings::{QueueType, Settings, redact, scrub};
+use super::redact::{redact, scrub};
+use super::settings::{QueueType, Settings};
 use super::*;
 use lapin::types::{AMQPValue, FieldTable};
 use message::delivery_count;
-use serde_json::json;
+use serde_json::{Value, json};
 
-fn settings(v: Value) -> Result<Settings, AdapterError> {
-    match v {
-        Value::Object(m) => Settings::parse(&m),
-        _ => panic!("not an object"),
+/// `task_manager:` keys (a JSON object) deserialized and validated, as the config loader does.
+fn settings(v: Value) -> Result<Settings, String> {
+    let s: Settings = serde_json::from_value(v).map_err(|e| e.to_string())?;
+    match s.validate().as_slice() {
+        [] => Ok(s),
+        problems => Err(format!("{problems:?}")),
     }
 }
 
@@ -18,7 +21,7 @@ fn settings(v: Value) -> Result<Settings, AdapterError> {
 fn settings_have_defaults_and_reject_nonsense() {
     let s = settings(json!({"lease_seconds": 30.0})).expect("defaults");
     assert_eq!(s.queue, "workerhost.tasks");
-    assert_eq!(s.dead_letter_queue, "workerhost.tasks.dead");
+    assert_eq!(s.dead_letter_queue(), "workerhost.tasks.dead");
     assert!(s.declare);
     assert_eq!(s.prefetch, None);
     assert_eq!(s.queue_type, None);
@@ -28,7 +31,7 @@ fn settings_have_defaults_and_reject_nonsense() {
         "result_exchange": "results", "result_routing_key": "done"}),
     )
     .expect("valid");
-    assert_eq!(s.dead_letter_queue, "q.dead");
+    assert_eq!(s.dead_letter_queue(), "q.dead");
     assert_eq!(s.queue_type, Some(QueueType::Quorum));
     assert!(!s.declare);
     assert_eq!(s.prefetch, Some(4));

@@ -5,7 +5,7 @@
 use super::HttpSource;
 use super::claim::missing_api;
 use super::client::{Answer, count_of, id_of, urlencode};
-use crate::{AdapterError, Envelope, ResultDocument, TaskStatus};
+use crate::{AdapterError, Envelope, ResultDocument, ResultStatus, TaskState, TaskStatus};
 use serde_json::{Value, json};
 
 impl HttpSource {
@@ -56,7 +56,7 @@ impl HttpSource {
                 a.error_text()
             )));
         }
-        Ok(a.first_item().map(|item| status_of(item, id)))
+        a.first_item().map(|item| status_of(item, id)).transpose()
     }
 }
 
@@ -85,18 +85,21 @@ fn create_error(a: &Answer, task_type: &str) -> AdapterError {
 }
 
 /// One `GET /tasks/{id}` item as `workerhost status` shows it.
-fn status_of(item: &Value, asked: &str) -> TaskStatus {
+fn status_of(item: &Value, asked: &str) -> Result<TaskStatus, AdapterError> {
     let text = |k: &str| item.get(k).and_then(Value::as_str).map(str::to_string);
-    let status = match text("status").as_deref().unwrap_or("") {
-        "pending" => "queued",
-        "claimed" => "running",
-        "completed" => "succeeded",
-        "failed" => "dead",
-        other => other,
-    }
-    .to_string();
+    let (status, outcome) = match text("status").as_deref().unwrap_or("") {
+        "pending" => (TaskState::Queued, None),
+        "claimed" => (TaskState::Running, None),
+        "completed" => (TaskState::Succeeded, Some(ResultStatus::Succeeded)),
+        "failed" => (TaskState::Dead, Some(ResultStatus::Dead)),
+        other => {
+            return Err(AdapterError::Backend(format!(
+                "task {asked}: the TaskManager answered an unknown status {other:?}"
+            )));
+        }
+    };
     let attempts = count_of(item.get("attempts")).unwrap_or(0);
-    let settled = status == "succeeded" || status == "dead";
+    let settled = outcome.is_some();
     let id = id_of(item.get("id")).unwrap_or_else(|| asked.to_string());
     let task_type = text("type").unwrap_or_default();
     let started = text("claimed_at");
@@ -108,10 +111,10 @@ fn status_of(item: &Value, asked: &str) -> TaskStatus {
         (Some(s), Some(f)) if f >= s => u64::try_from(f - s).unwrap_or(0),
         _ => 0,
     };
-    let result = settled.then(|| ResultDocument {
+    let result = outcome.map(|outcome| ResultDocument {
         id: id.clone(),
         task_type: task_type.clone(),
-        status: status.clone(),
+        status: outcome,
         // `result` is an object, or the JSON text of one.
         result: match item.get("result") {
             None | Some(Value::Null) => None,
@@ -133,7 +136,7 @@ fn status_of(item: &Value, asked: &str) -> TaskStatus {
     });
     // A failure the service put back to pending: the attempts so far and the last error.
     let waiting = !settled && attempts > 0;
-    TaskStatus {
+    Ok(TaskStatus {
         id,
         task_type,
         deliveries: attempts,
@@ -142,7 +145,7 @@ fn status_of(item: &Value, asked: &str) -> TaskStatus {
         last_error: if waiting { text("error_message") } else { None },
         status,
         ..TaskStatus::default()
-    }
+    })
 }
 
 /// `YYYY-MM-DD HH:MM:SS` (MariaDB's DATETIME text) as ISO 8601 with a `T`. The zone is the database's,
@@ -194,7 +197,7 @@ mod tests {
         let item = json!({"id": 5, "type": "T", "status": "failed", "attempts": "3", "claimed_by": "host-1",
             "result": null, "error_message": "boom", "claimed_at": "2026-01-01 10:00:00",
             "completed_at": "2026-01-01 10:00:28"});
-        let s = status_of(&item, "5");
+        let s = status_of(&item, "5").expect("a known status");
         assert_eq!((s.status.as_str(), s.deliveries), ("dead", 3));
         let r = s.result.expect("settled");
         assert_eq!(r.error, Some(json!("boom")));
@@ -204,7 +207,10 @@ mod tests {
         assert_eq!(r.started_at, "2026-01-01T10:00:00");
         let item = json!({"id": "6", "status": "completed", "result": "{\"a\":1}"});
         assert_eq!(
-            status_of(&item, "6").result.and_then(|r| r.result),
+            status_of(&item, "6")
+                .expect("a known status")
+                .result
+                .and_then(|r| r.result),
             Some(json!({"a": 1}))
         );
     }

@@ -1,7 +1,7 @@
 //! `submit` and `status`.
 
 use super::Shared;
-use crate::{AdapterError, Envelope, ResultDocument, TaskStatus};
+use crate::{AdapterError, Envelope, ResultDocument, TaskState, TaskStatus};
 use serde_json::Value;
 
 /// `$1` id, `$2` type, `$3` params, `$4` correlation id, `$5` run_at in ms since the epoch (NULL: now),
@@ -68,12 +68,18 @@ pub async fn status(s: &Shared, id: &str) -> Result<Option<TaskStatus>, AdapterE
         })?),
     };
     let deliveries: i32 = r.try_get(3).map_err(bad)?;
+    let id: String = r.try_get(0).map_err(bad)?;
     let status: String = r.try_get(2).map_err(bad)?;
-    let waiting = status == "scheduled";
+    let status = TaskState::parse(&status).ok_or_else(|| {
+        AdapterError::Backend(format!(
+            "task {id}: unknown status {status:?} in the database"
+        ))
+    })?;
+    let waiting = status == TaskState::Scheduled;
     let run_at: i64 = r.try_get(5).map_err(bad)?;
     let attempts: i32 = r.try_get(6).map_err(bad)?;
     Ok(Some(TaskStatus {
-        id: r.try_get(0).map_err(bad)?,
+        id,
         task_type: r.try_get(1).map_err(bad)?,
         status,
         deliveries: u32::try_from(deliveries).unwrap_or(0),

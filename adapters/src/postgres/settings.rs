@@ -1,312 +1,91 @@
-//! The `task_manager:` settings of the postgres adapter (section 4b), and keeping the password out of
-//! every log line and message.
+//! The `task_manager:` settings of the postgres adapter (section 4b).
 
-use crate::AdapterError;
-use serde_json::{Map, Value};
-use std::str::FromStr;
+use crate::settings::Problem;
+use crate::settings::de::{Seconds, opt_text, text};
+use serde::Deserialize;
+use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
-use tokio_postgres::config::SslMode;
 
-/// Used when `url` is absent or empty: the local server, database `postgres`.
-pub const DEFAULT_URL: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
 /// Longest schema name accepted: the NOTIFY channel `<schema>_tasks` must stay within 63 bytes.
 const MAX_SCHEMA: usize = 50;
 
-/// Typed settings; keys of `task_manager:` that other adapters read are ignored here.
-#[derive(Clone)]
+/// `type: postgres`.
+#[derive(Debug, Clone, PartialEq, Deserialize)]
+#[serde(default, deny_unknown_fields)]
 pub struct Settings {
-    /// The connection settings, parsed from `url` (URL or key=value form).
-    pub pg: tokio_postgres::Config,
-    /// `url` with the password replaced by `***`: what logs and errors show.
-    pub shown: String,
-    /// The password as written, to scrub from client messages that might quote it.
-    password: Option<String>,
+    /// `postgresql://...` or the key=value form; default the local server, database `postgres`. Shown
+    /// with the password hidden everywhere.
+    #[serde(deserialize_with = "opt_text")]
+    pub url: Option<String>,
     /// Every object of workerhost lives in this schema (default `workerhost`).
+    #[serde(deserialize_with = "text")]
     pub schema: String,
-    /// How long a claim or renewal holds a task (`lease_seconds`, default 30 s).
-    pub lease: Duration,
-    /// The fallback poll (`poll_interval_ms`, default 1000).
-    pub poll_interval: Duration,
+    /// How long a claim or renewal holds a task (default 30 s, at least 1).
+    pub lease_seconds: Seconds,
+    /// The fallback poll (default 1000).
+    pub poll_interval_ms: NonZeroU64,
     /// LISTEN for the enqueue trigger's NOTIFY (default true; false for poolers in transaction mode).
     pub notify: bool,
-    /// The pool's size (`max_connections`, default 4); the LISTEN connection comes on top.
-    pub max_connections: usize,
+    /// The pool's size (default 4, at most 1000); the LISTEN connection comes on top.
+    pub max_connections: NonZeroU32,
+    /// Default `max_deliveries` of every worker.
+    pub max_deliveries: Option<NonZeroU32>,
 }
 
-impl std::fmt::Debug for Settings {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Settings")
-            .field("url", &self.shown)
-            .field("schema", &self.schema)
-            .field("lease", &self.lease)
-            .field("poll_interval", &self.poll_interval)
-            .field("notify", &self.notify)
-            .field("max_connections", &self.max_connections)
-            .finish()
+impl Default for Settings {
+    fn default() -> Settings {
+        Settings {
+            url: None,
+            schema: "workerhost".into(),
+            lease_seconds: Seconds::secs(30),
+            poll_interval_ms: NonZeroU64::MIN.saturating_add(999),
+            notify: true,
+            max_connections: NonZeroU32::MIN.saturating_add(3),
+            max_deliveries: None,
+        }
     }
 }
 
 impl Settings {
-    pub fn parse(url: &str, m: &Map<String, Value>) -> Result<Settings, AdapterError> {
-        let url = match url.trim() {
-            "" => DEFAULT_URL,
-            u => u,
-        };
-        let password = password_of(url);
-        let shown = redact(url);
-        let mut pg = tokio_postgres::Config::from_str(url).map_err(|e| {
-            AdapterError::Invalid(format!(
-                "task_manager.url {shown}: {}",
-                scrub_with(&e.to_string(), password.as_deref())
-            ))
-        })?;
-        if pg.get_hosts().is_empty() {
-            return Err(AdapterError::Invalid(format!(
-                "task_manager.url {shown}: no host given"
-            )));
+    pub fn lease(&self) -> Duration {
+        self.lease_seconds.0
+    }
+
+    /// Checks what the types alone do not; every problem, each naming its field.
+    pub fn validate(&self) -> Vec<Problem> {
+        let mut out = Vec::new();
+        if !schema_ok(&self.schema) {
+            out.push(Problem::new(
+                "schema",
+                format!(
+                    "`{}` must be lower-case letters, digits and _ (not starting with a digit or pg_), at most {MAX_SCHEMA} bytes",
+                    self.schema
+                ),
+            ));
         }
-        if pg.get_connect_timeout().is_none() {
-            pg.connect_timeout(Duration::from_secs(5));
+        if self.lease_seconds.0 < Duration::from_secs(1) {
+            out.push(Problem::new(
+                "lease_seconds",
+                "expected a number of seconds, at least 1",
+            ));
         }
-        if pg.get_application_name().is_none() {
-            pg.application_name("workerhost");
+        if self.max_connections.get() > 1000 {
+            out.push(Problem::new(
+                "max_connections",
+                "expected a number from 1 to 1000",
+            ));
         }
-        pg.keepalives_idle(Duration::from_secs(30));
-        let schema = string(m, "schema")?.unwrap_or_else(|| "workerhost".into());
-        check_schema(&schema)?;
-        let lease = match m.get("lease_seconds") {
-            None | Some(Value::Null) => Duration::from_secs(30),
-            Some(v) => v
-                .as_f64()
-                .filter(|s| *s >= 1.0)
-                .and_then(|s| Duration::try_from_secs_f64(s).ok())
-                .ok_or_else(|| bad("lease_seconds", "a number of seconds, at least 1"))?,
-        };
-        let poll_ms = uint(m, "poll_interval_ms")?.unwrap_or(1000);
-        if poll_ms == 0 {
-            return Err(bad("poll_interval_ms", "at least 1"));
-        }
-        let notify = match m.get("notify") {
-            None | Some(Value::Null) => true,
-            Some(Value::Bool(b)) => *b,
-            Some(_) => return Err(bad("notify", "true or false")),
-        };
-        let max_connections = match uint(m, "max_connections")?.unwrap_or(4) {
-            n @ 1..=1000 => n as usize,
-            _ => return Err(bad("max_connections", "a number from 1 to 1000")),
-        };
-        Ok(Settings {
-            pg,
-            shown,
-            password,
-            schema,
-            lease,
-            poll_interval: Duration::from_millis(poll_ms),
-            notify,
-            max_connections,
-        })
-    }
-
-    /// Whether the connection must be encrypted (`sslmode=require`); `prefer` (the default) and
-    /// `disable` connect in plain text.
-    pub fn tls_required(&self) -> bool {
-        self.pg.get_ssl_mode() == SslMode::Require
-    }
-
-    /// The channel the enqueue trigger notifies: `<schema>_tasks`.
-    pub fn channel(&self) -> String {
-        format!("{}_tasks", self.schema)
-    }
-
-    /// Removes the password from a message that may quote it (a client library's error).
-    pub fn scrub(&self, msg: &str) -> String {
-        scrub_with(msg, self.password.as_deref())
-    }
-}
-
-fn bad(k: &str, want: &str) -> AdapterError {
-    AdapterError::Invalid(format!("task_manager.{k}: expected {want}"))
-}
-
-fn string(m: &Map<String, Value>, k: &str) -> Result<Option<String>, AdapterError> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(bad(k, "a string")),
-    }
-}
-
-fn uint(m: &Map<String, Value>, k: &str) -> Result<Option<u64>, AdapterError> {
-    match m.get(k) {
-        None | Some(Value::Null) => Ok(None),
-        Some(v) => v.as_u64().map(Some).ok_or_else(|| bad(k, "a whole number")),
+        out
     }
 }
 
 /// Lower-case letters, digits and `_`, not starting with a digit: usable unquoted in SQL and in the
 /// channel name (`LISTEN workerhost_tasks` from psql works as typed).
-fn check_schema(s: &str) -> Result<(), AdapterError> {
-    let ok = !s.is_empty()
+fn schema_ok(s: &str) -> bool {
+    !s.is_empty()
         && s.len() <= MAX_SCHEMA
         && s.starts_with(|c: char| c.is_ascii_lowercase() || c == '_')
         && s.chars()
             .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_')
-        && !s.starts_with("pg_");
-    if ok {
-        Ok(())
-    } else {
-        Err(AdapterError::Invalid(format!(
-            "task_manager.schema: `{s}` must be lower-case letters, digits and _ (not starting with a digit or pg_), at most {MAX_SCHEMA} bytes"
-        )))
-    }
-}
-
-/// `postgresql://u:secret@h/db` → `postgresql://u:***@h/db`; `host=h password=secret` →
-/// `host=h password=***`.
-pub fn redact(url: &str) -> String {
-    if let Some(scheme_end) = url.find("://").map(|i| i + 3) {
-        let rest = &url[scheme_end..];
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let mut out = match rest[..authority_end].rfind('@') {
-            Some(at) => {
-                let userinfo = &rest[..at];
-                let shown = match userinfo.find(':') {
-                    Some(colon) => format!("{}:***", &userinfo[..colon]),
-                    None => userinfo.to_string(),
-                };
-                format!("{}{shown}{}", &url[..scheme_end], &rest[at..])
-            }
-            None => url.to_string(),
-        };
-        // `?password=...` in the query string.
-        if let Some(i) = out.find("password=") {
-            let end = out[i..].find('&').map_or(out.len(), |e| i + e);
-            out.replace_range(i + "password=".len()..end, "***");
-        }
-        return out;
-    }
-    key_value_redacted(url)
-}
-
-/// The key=value form with the value of `password` replaced (quoted values included).
-fn key_value_redacted(s: &str) -> String {
-    let Some(i) = s.find("password") else {
-        return s.to_string();
-    };
-    let after = &s[i + "password".len()..];
-    let Some(eq) = after.find('=') else {
-        return s.to_string();
-    };
-    if !after[..eq].trim().is_empty() {
-        return s.to_string();
-    }
-    let value_start = i + "password".len() + eq + 1;
-    let rest = &s[value_start..];
-    let lead = rest.len() - rest.trim_start().len();
-    let v = &rest[lead..];
-    let len = if let Some(q) = v.strip_prefix('\'') {
-        q.find('\'').map_or(v.len(), |e| e + 2)
-    } else {
-        v.find(char::is_whitespace).unwrap_or(v.len())
-    };
-    format!("{}***{}", &s[..value_start + lead], &v[len..])
-}
-
-/// The password as written in `url`, in either form.
-fn password_of(url: &str) -> Option<String> {
-    let from_url = || {
-        let rest = &url[url.find("://")? + 3..];
-        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-        let userinfo = &authority[..authority.rfind('@')?];
-        Some(userinfo[userinfo.find(':')? + 1..].to_string())
-    };
-    let from_kv = || {
-        let i = url.find("password=")? + "password=".len();
-        let v = url[i..].trim_start_matches('\'');
-        let end = v.find(['\'', ' ', '&']).unwrap_or(v.len());
-        Some(v[..end].to_string())
-    };
-    from_url()
-        .filter(|p| !p.is_empty())
-        .or_else(|| from_kv().filter(|p| !p.is_empty()))
-}
-
-fn scrub_with(msg: &str, password: Option<&str>) -> String {
-    match password {
-        Some(p) if p.len() >= 3 => msg.replace(p, "***"),
-        _ => msg.to_string(),
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-    use serde_json::json;
-
-    fn map(v: Value) -> Map<String, Value> {
-        match v {
-            Value::Object(m) => m,
-            _ => Map::new(),
-        }
-    }
-
-    #[test]
-    fn defaults_and_both_url_forms() {
-        let s = Settings::parse("", &Map::new()).expect("defaults");
-        assert_eq!(s.schema, "workerhost");
-        assert_eq!(s.lease, Duration::from_secs(30));
-        assert_eq!(s.poll_interval, Duration::from_millis(1000));
-        assert!(s.notify);
-        assert_eq!(s.max_connections, 4);
-        assert_eq!(s.channel(), "workerhost_tasks");
-        assert!(!s.tls_required());
-        let kv = Settings::parse(
-            "host=127.0.0.1 port=5432 user=app password='s3cr et' dbname=app sslmode=require",
-            &map(json!({"schema": "jobs", "notify": false, "max_connections": 2})),
-        )
-        .expect("key=value");
-        assert!(kv.tls_required());
-        assert_eq!(kv.pg.get_dbname(), Some("app"));
-        assert!(!kv.notify);
-        assert_eq!(
-            kv.shown,
-            "host=127.0.0.1 port=5432 user=app password=*** dbname=app sslmode=require"
-        );
-        assert!(!format!("{kv:?}").contains("s3cr"));
-    }
-
-    #[test]
-    fn the_password_never_shows() {
-        let u = "postgresql://app:hunter22@127.0.0.1:5432/app?sslmode=require";
-        let s = Settings::parse(u, &Map::new()).expect("url");
-        assert_eq!(
-            s.shown,
-            "postgresql://app:***@127.0.0.1:5432/app?sslmode=require"
-        );
-        assert!(!format!("{s:?}").contains("hunter22"));
-        assert_eq!(s.scrub("auth failed for hunter22"), "auth failed for ***");
-        assert_eq!(
-            redact("postgres://h/db?user=a&password=xyz&sslmode=disable"),
-            "postgres://h/db?user=a&password=***&sslmode=disable"
-        );
-        let e = Settings::parse("postgresql://app:hunter22@h/db?sslmode=bogus", &Map::new())
-            .expect_err("bad sslmode");
-        assert!(e.to_string().contains("app:***@h"), "{e}");
-        assert!(!e.to_string().contains("hunter22"), "{e}");
-    }
-
-    #[test]
-    fn bad_settings_name_the_field() {
-        for (m, field) in [
-            (json!({"schema": "Bad-Name"}), "schema"),
-            (json!({"schema": "pg_x"}), "schema"),
-            (json!({"notify": "yes"}), "notify"),
-            (json!({"max_connections": 0}), "max_connections"),
-            (json!({"poll_interval_ms": 0}), "poll_interval_ms"),
-            (json!({"lease_seconds": 0.5}), "lease_seconds"),
-        ] {
-            let e = Settings::parse("", &map(m)).expect_err(field);
-            assert!(e.to_string().contains(field), "{e}");
-        }
-    }
+        && !s.starts_with("pg_")
 }

@@ -152,11 +152,7 @@ impl Settler {
     /// `Ok` once the outcome is committed; [`AdapterError::LeaseLost`] if another host holds the task.
     pub async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
         let token = token(lease).ok_or_else(|| lost(lease))?;
-        let status = match doc.status.as_str() {
-            "succeeded" => "succeeded",
-            "cancelled" => "cancelled",
-            _ => "dead",
-        };
+        let status = doc.status.as_str();
         let doc_json = serde_json::to_value(doc)
             .map_err(|e| AdapterError::Invalid(format!("task {}: result document: {e}", doc.id)))?;
         let (reply, answer) = oneshot::channel();
@@ -258,6 +254,10 @@ fn copy(e: &AdapterError) -> AdapterError {
         AdapterError::Refused { id, reason } => AdapterError::Refused {
             id: id.clone(),
             reason: reason.clone(),
+        },
+        AdapterError::NotInBuild { kind, available } => AdapterError::NotInBuild {
+            kind,
+            available: available.clone(),
         },
     }
 }

@@ -4,7 +4,7 @@
 
 use super::*;
 use crate::{ClaimSlot, Consumer, Queue};
-use serde_json::json;
+use serde_json::{Map, Value, json};
 use std::time::Instant;
 
 const URL: &str = "postgresql://postgres@127.0.0.1:5432/test";
@@ -30,6 +30,13 @@ struct Schema {
     name: String,
 }
 
+/// The adapter's settings from `task_manager:` keys (a JSON object), at the test server.
+fn settings_at(keys: Value) -> Settings {
+    let mut s: Settings = serde_json::from_value(keys).expect("settings");
+    s.url = Some(URL.into());
+    s
+}
+
 impl Schema {
     fn new(test: &str) -> Schema {
         Schema {
@@ -44,9 +51,8 @@ impl Schema {
             m.extend(e);
         }
         PostgresSource::open(Options {
-            url: URL.into(),
             host_id: format!("{host}-{}", rand_suffix()),
-            settings: settings.as_object().cloned().unwrap_or_default(),
+            settings: settings_at(settings),
             migrate: true,
         })
         .await
@@ -105,7 +111,7 @@ fn doc(id: &str, status: &str) -> ResultDocument {
     ResultDocument {
         id: id.into(),
         task_type: "T".into(),
-        status: status.into(),
+        status: crate::ResultStatus::parse(status).expect("a result status"),
         result: Some(json!({"ok": true})),
         error: (status != "succeeded").then(|| json!({"message": "boom"})),
         attempts: 2,
@@ -417,12 +423,8 @@ async fn many_hosts_starting_together_migrate_once() {
     let s = Schema::new("migrate");
     let opens = (0..6).map(|i| {
         PostgresSource::open(Options {
-            url: URL.into(),
             host_id: format!("h{i}"),
-            settings: json!({"schema": s.name})
-                .as_object()
-                .cloned()
-                .unwrap_or_default(),
+            settings: settings_at(json!({"schema": s.name})),
             migrate: true,
         })
     });

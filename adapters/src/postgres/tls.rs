@@ -4,7 +4,7 @@
 //! `disable` connect in plain text: a certificate that cannot be verified (the self-signed one Debian
 //! installs, say) would otherwise make the default fail.
 
-use super::settings::Settings;
+use super::conn::Conn;
 use crate::AdapterError;
 use std::sync::Arc;
 use tokio::task::JoinHandle;
@@ -19,7 +19,7 @@ pub enum Tls {
 }
 
 impl Tls {
-    pub fn for_settings(cfg: &Settings) -> Result<Tls, AdapterError> {
+    pub fn for_settings(cfg: &Conn) -> Result<Tls, AdapterError> {
         if !cfg.tls_required() {
             return Ok(Tls::Plain);
         }

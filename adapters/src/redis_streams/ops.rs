@@ -16,7 +16,7 @@ use super::RedisSource;
 use super::op_scripts::{self, CANCEL, DEAD_PURGE, DEAD_RETRY, DEPTH, PARK, RESUME};
 use super::parse::{self, text};
 use crate::ops::{Cancelled, DeadFilter, DeadLetter, DeadSelection, OpsError, TypeDepth, row_of};
-use crate::{AdapterError, Delivery, TaskStatus, now_ms, rfc3339_ms};
+use crate::{AdapterError, Delivery, TaskState, TaskStatus, now_ms, rfc3339_ms};
 use redis::Value;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -59,7 +59,7 @@ impl RedisSource {
         let mut c = self.eval_op(CANCEL, &keys);
         c.arg(&self.s.group)
             .arg(id)
-            .arg(self.s.cfg.result_ttl.as_millis().max(1) as u64)
+            .arg(self.s.cfg.result_ttl().as_millis().max(1) as u64)
             .arg(&self.s.consumer)
             .arg(rfc3339_ms(now_ms()));
         let reply: Vec<String> = parse::items(self.query(&c).await?)
@@ -338,7 +338,7 @@ impl RedisSource {
                 .as_ref()
                 .map(|e| e.task_type.clone())
                 .unwrap_or_default(),
-            status: "queued".into(),
+            status: TaskState::Queued,
             deliveries: d.deliveries.saturating_sub(1),
             result: None,
             run_at: None,

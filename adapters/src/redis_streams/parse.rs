@@ -1,69 +1,8 @@
-//! Settings, URL redaction, and reading Redis replies into deliveries.
+//! URL redaction, and reading Redis replies into deliveries.
 
-use crate::{AdapterError, Delivery, Envelope, Lease, Malformed, ResultDocument};
+use crate::{Delivery, Envelope, Lease, Malformed, ResultDocument};
 use redis::Value;
 use serde_json::{Map, Value as Json, json};
-use std::time::Duration;
-
-pub(super) const DEFAULT_URL: &str = "redis://127.0.0.1:6379/0";
-/// `block_ms` above this is lowered: the host does not interrupt a claim to stop.
-pub(super) const MAX_BLOCK_MS: u64 = 10_000;
-
-/// The adapter's `task_manager:` keys, checked and defaulted.
-#[derive(Debug, Clone, PartialEq)]
-pub(super) struct Settings {
-    pub stream: String,
-    pub group: String,
-    pub lease: Duration,
-    pub result_ttl: Duration,
-    pub block_ms: u64,
-}
-
-pub(super) fn settings(s: &Map<String, Json>) -> Result<Settings, AdapterError> {
-    let text = |k: &str, default: &str| -> Result<String, AdapterError> {
-        match s.get(k) {
-            None | Some(Json::Null) => Ok(default.to_string()),
-            Some(Json::String(v)) if !v.is_empty() => Ok(v.clone()),
-            Some(_) => Err(AdapterError::Invalid(format!(
-                "task_manager.{k} must be a non-empty string"
-            ))),
-        }
-    };
-    let secs = |k: &str, default: f64| -> Result<Duration, AdapterError> {
-        match s.get(k) {
-            None | Some(Json::Null) => Ok(Duration::from_secs_f64(default)),
-            Some(v) => v
-                .as_f64()
-                .filter(|x| *x > 0.0 && x.is_finite() && *x < 1e9)
-                .map(Duration::from_secs_f64)
-                .ok_or_else(|| {
-                    AdapterError::Invalid(format!(
-                        "task_manager.{k} must be a positive number of seconds"
-                    ))
-                }),
-        }
-    };
-    let block_ms = match s.get("block_ms") {
-        None | Some(Json::Null) => 1000,
-        Some(v) => v.as_u64().filter(|n| *n > 0).ok_or_else(|| {
-            AdapterError::Invalid("task_manager.block_ms must be a positive integer".into())
-        })?,
-    };
-    if block_ms > MAX_BLOCK_MS {
-        tracing::warn!(
-            block_ms,
-            max = MAX_BLOCK_MS,
-            "task_manager.block_ms lowered: a claim is not interrupted on shutdown"
-        );
-    }
-    Ok(Settings {
-        stream: text("stream", "workerhost:tasks")?,
-        group: text("group", "workerhost")?,
-        lease: secs("lease_seconds", 30.0)?,
-        result_ttl: secs("result_ttl_seconds", 86_400.0)?,
-        block_ms: block_ms.min(MAX_BLOCK_MS),
-    })
-}
 
 /// Hides the password of a URL in everything shown: `redis://user:***@host:6379/0`.
 #[derive(Debug, Clone)]

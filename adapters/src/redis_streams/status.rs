@@ -2,7 +2,7 @@
 
 use super::RedisSource;
 use super::parse::{self, text};
-use crate::{AdapterError, ResultDocument, TaskStatus};
+use crate::{AdapterError, ResultDocument, TaskState, TaskStatus};
 
 impl RedisSource {
     /// See [`crate::Queue::status`] on [`RedisSource`].
@@ -18,7 +18,7 @@ impl RedisSource {
             return Ok(Some(TaskStatus {
                 id: id.to_string(),
                 task_type: doc.task_type.clone(),
-                status: doc.status.clone(),
+                status: doc.status.into(),
                 deliveries: 0,
                 result: Some(doc),
                 ..TaskStatus::default()
@@ -28,7 +28,7 @@ impl RedisSource {
             return Ok(Some(TaskStatus {
                 id: id.to_string(),
                 task_type: env.task_type,
-                status: "scheduled".into(),
+                status: TaskState::Scheduled,
                 run_at: env.run_at,
                 attempts: env.attempts,
                 last_error: env.last_error,
@@ -79,7 +79,11 @@ impl RedisSource {
                 .as_ref()
                 .map(|e| e.task_type.clone())
                 .unwrap_or_default(),
-            status: if pel.is_some() { "running" } else { "queued" }.into(),
+            status: if pel.is_some() {
+                TaskState::Running
+            } else {
+                TaskState::Queued
+            },
             deliveries: if pel.is_some() {
                 d.deliveries
             } else {

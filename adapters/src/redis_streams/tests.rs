@@ -2,32 +2,39 @@
 //! Redis is tested by `tests/redis` (the built binary).
 
 use super::parse::{self, Redactor};
+use super::{MAX_BLOCK_MS, Settings};
 use redis::Value;
 use serde_json::json;
 use std::time::Duration;
 
+/// `task_manager:` keys (a JSON object) deserialized and validated, as the config loader does.
+fn settings(v: &serde_json::Value) -> Result<Settings, String> {
+    let s: Settings = serde_json::from_value(v.clone()).map_err(|e| e.to_string())?;
+    match s.validate().as_slice() {
+        [] => Ok(s),
+        problems => Err(format!("{problems:?}")),
+    }
+}
+
 #[test]
 fn settings_default_and_check() {
-    let s = parse::settings(&serde_json::Map::new()).expect("defaults");
+    let s = settings(&json!({})).expect("defaults");
     assert_eq!(s.stream, "workerhost:tasks");
     assert_eq!(s.group, "workerhost");
-    assert_eq!(s.lease, Duration::from_secs(30));
-    assert_eq!(s.result_ttl, Duration::from_secs(86_400));
-    assert_eq!(s.block_ms, 1000);
+    assert_eq!(s.lease(), Duration::from_secs(30));
+    assert_eq!(s.result_ttl(), Duration::from_secs(86_400));
+    assert_eq!(s.block_ms(), 1000);
     let m = json!({"stream": "s", "group": "g", "lease_seconds": 2.5, "block_ms": 99999});
-    let s = parse::settings(m.as_object().expect("object")).expect("valid");
+    let s = settings(&m).expect("valid");
     assert_eq!((s.stream.as_str(), s.group.as_str()), ("s", "g"));
-    assert_eq!(s.lease, Duration::from_millis(2500));
-    assert_eq!(s.block_ms, parse::MAX_BLOCK_MS);
+    assert_eq!(s.lease(), Duration::from_millis(2500));
+    assert_eq!(s.block_ms(), MAX_BLOCK_MS);
     for bad in [
         json!({"stream": ""}),
         json!({"lease_seconds": 0}),
         json!({"block_ms": "x"}),
     ] {
-        assert!(
-            parse::settings(bad.as_object().expect("object")).is_err(),
-            "{bad}"
-        );
+        assert!(settings(&bad).is_err(), "{bad}");
     }
 }
 

@@ -37,7 +37,7 @@ pub(super) fn cancelled_doc(
     let doc = ResultDocument {
         id: id.to_string(),
         task_type: task_type.to_string(),
-        status: "cancelled".into(),
+        status: crate::ResultStatus::Cancelled,
         result: None,
         error: Some(serde_json::json!({"message": why, "outcome": "cancelled"})),
         attempts,

@@ -72,9 +72,10 @@ fn relative_paths_resolve_against_the_config_folder() {
     };
     let cwd = std::env::current_dir().expect("cwd");
     assert_eq!(c.path, cwd.join("conf/wh.yaml"));
-    let TaskManagerConfig::Sqlite { path, .. } = &c.task_manager else {
+    let TaskManagerSettings::Sqlite(tm) = &c.task_manager else {
         panic!("sqlite")
     };
+    let path = &tm.path;
     assert_eq!(path, &cwd.join("conf/data/q.db"));
     assert_eq!(c.workers[0].project_path, Some(cwd.join("conf/../proj")));
     let argv0 = cwd.join("conf/bin/run").to_string_lossy().into_owned();

@@ -19,7 +19,7 @@ async fn cancel_queued_running_finished_and_unknown() {
     assert_eq!(s.cancel("q1").await.ok(), Some(Cancelled::Done));
     let st = state(&s, "q1").await;
     assert_eq!(st.status, "cancelled");
-    assert_eq!(st.result.map(|r| r.status).as_deref(), Some("cancelled"));
+    assert_eq!(st.result.map(|r| r.status.as_str()), Some("cancelled"));
     assert!(
         matches!(s.cancel("q1").await, Err(OpsError::Finished { status, .. }) if status == "cancelled")
     );
@@ -63,7 +63,7 @@ async fn a_cancel_racing_the_tasks_own_outcome_leaves_exactly_one() {
     assert!(is_lost(s.settle(&d[0].lease, &c).await));
     let st = state(&s, "race").await;
     assert_eq!(st.status, "succeeded");
-    assert_eq!(st.result.map(|r| r.status).as_deref(), Some("succeeded"));
+    assert_eq!(st.result.map(|r| r.status.as_str()), Some("succeeded"));
 }
 
 #[tokio::test]
@@ -78,7 +78,7 @@ async fn a_cancel_pending_on_a_dead_host_ends_cancelled_not_rerun() {
     assert!(claim(&b, &["T"], 1).await.is_empty());
     let st = state(&b, "orphan").await;
     assert_eq!(st.status, "cancelled");
-    assert_eq!(st.result.map(|r| r.status).as_deref(), Some("cancelled"));
+    assert_eq!(st.result.map(|r| r.status.as_str()), Some("cancelled"));
 }
 
 #[tokio::test]
