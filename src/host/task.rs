@@ -121,7 +121,7 @@ impl TaskCtx {
         ResultDocument {
             id: env.id.clone(),
             task_type: env.task_type.clone(),
-            status: "cancelled".into(),
+            status: workerhost_adapters::ResultStatus::Cancelled,
             error: Some(
                 serde_json::json!({"message": "cancelled while running", "outcome": "cancelled"}),
             ),
