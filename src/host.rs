@@ -498,7 +498,9 @@ impl Host {
                 }
                 match source.renew(&held).await {
                     Ok(revoked) => {
-                        for r in revoked {
+                        // Only what concerns a task still running on that claim: one that settled
+                        // while this renewal was on its way is simply no longer pending.
+                        for r in revoked.into_iter().filter(|r| claims.runs_with(&r.lease)) {
                             match r.reason {
                                 RevokeReason::Lost => {
                                     tracing::warn!(task_id = %r.lease.task_id, "lease lost while the task runs: another host may run it too; its outcome will not be recorded by this host")

@@ -89,6 +89,16 @@ impl Held {
         std::mem::take(&mut *lock(&self.ready))
     }
 
+    /// Whether what a renewal says of `lease` (lost, cancelled) still concerns a running task: the task
+    /// holds that very claim and its process has not ended. A renewal that raced the task's own settle
+    /// (the outcome was recorded, and the entry removed, a moment after the renewal read the claims)
+    /// reports the claim gone; that is no loss, and a real one is reported by the settle itself.
+    pub fn runs_with(&self, lease: &Lease) -> bool {
+        lock(&self.claims)
+            .get(&lease.task_id)
+            .is_some_and(|c| !c.settling && c.lease == *lease)
+    }
+
     /// The claims to renew.
     pub fn leases(&self) -> Vec<Lease> {
         lock(&self.claims)
@@ -121,7 +131,13 @@ mod tests {
         let h = Held::default();
         assert!(matches!(h.reclaim(delivery("a", "1")), Reclaim::New(_)));
         h.insert(delivery("a", "1").lease);
+        assert!(h.runs_with(&delivery("a", "1").lease));
         assert!(matches!(h.reclaim(delivery("a", "2")), Reclaim::Adopted));
+        assert!(
+            !h.runs_with(&delivery("a", "1").lease),
+            "the old claim is gone"
+        );
+        assert!(h.runs_with(&delivery("a", "2").lease));
         assert_eq!(h.leases().len(), 1, "one entry per task");
         let first = delivery("a", "1").lease;
         assert_eq!(
@@ -133,6 +149,10 @@ mod tests {
         assert!(
             h.take_ready().is_empty(),
             "not before the outcome is recorded"
+        );
+        assert!(
+            !h.runs_with(&delivery("a", "2").lease),
+            "a settling task's revocations are the settle's business"
         );
         h.remove("a");
         assert!(h.leases().is_empty());
