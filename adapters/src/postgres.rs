@@ -21,6 +21,7 @@ mod claim;
 mod conn;
 mod listen;
 pub mod migrations;
+mod ops;
 mod queue;
 mod settings;
 mod settle;
@@ -28,6 +29,7 @@ mod settle;
 mod tests;
 mod tls;
 
+use crate::ops::{Cancelled, DeadFilter, DeadLetter, DeadSelection, OpsError, TypeDepth};
 use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
     Revoked, TaskStatus,
@@ -283,11 +285,7 @@ impl Consumer for PostgresSource {
     }
 
     async fn renew(&self, leases: &[Lease]) -> Result<Vec<Revoked>, AdapterError> {
-        Ok(settle::renew(&self.s, leases)
-            .await?
-            .into_iter()
-            .map(Revoked::lost)
-            .collect())
+        settle::renew(&self.s, leases).await
     }
 
     async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
@@ -328,6 +326,30 @@ impl Queue for PostgresSource {
 
     async fn status(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
         queue::status(&self.s, id).await
+    }
+
+    async fn cancel(&self, id: &str) -> Result<Cancelled, OpsError> {
+        ops::cancel(&self.s, id).await
+    }
+
+    async fn dead_list(&self, f: &DeadFilter) -> Result<Vec<DeadLetter>, OpsError> {
+        ops::dead_list(&self.s, f).await
+    }
+
+    async fn dead_retry(&self, which: &DeadSelection) -> Result<u64, OpsError> {
+        ops::dead_retry(&self.s, which).await
+    }
+
+    async fn dead_purge(&self, f: &DeadFilter) -> Result<u64, OpsError> {
+        ops::dead_purge(&self.s, f).await
+    }
+
+    async fn depth(&self) -> Result<Vec<TypeDepth>, OpsError> {
+        ops::depth(&self.s).await
+    }
+
+    async fn set_paused(&self, task_type: &str, paused: bool) -> Result<(), OpsError> {
+        ops::set_paused(&self.s, task_type, paused).await
     }
 }
 

@@ -15,11 +15,18 @@ pub struct Migration {
 }
 
 /// Every migration, in order; the last one's version is the version this build needs.
-pub const MIGRATIONS: &[Migration] = &[Migration {
-    version: 1,
-    name: "tasks table, claim indexes, enqueue function, NOTIFY triggers, paused types",
-    sql: V1,
-}];
+pub const MIGRATIONS: &[Migration] = &[
+    Migration {
+        version: 1,
+        name: "tasks table, claim indexes, enqueue function, NOTIFY triggers, paused types",
+        sql: V1,
+    },
+    Migration {
+        version: 2,
+        name: "cancel_requested flag, depth index",
+        sql: V2,
+    },
+];
 
 /// The schema version this build of workerhost needs.
 pub fn latest() -> i32 {
@@ -97,6 +104,13 @@ CREATE FUNCTION {s}.enqueue(
             COALESCE(p_run_at, now()), COALESCE(p_priority, 0), p_correlation_id)
     RETURNING id
 $$;
+"#;
+
+/// Operating the queue (SPEC section 8): a cancel of a running task sets `cancel_requested`, which the
+/// holder's next renewal reads; `depth` counts the unfinished and dead rows through one index.
+const V2: &str = r#"
+ALTER TABLE {s}.tasks ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
+CREATE INDEX tasks_depth ON {s}.tasks (status, type) WHERE status IN ('queued', 'scheduled', 'running', 'dead');
 "#;
 
 /// Where a database's schema stands against this build.

@@ -1,7 +1,7 @@
 //! Renewal, settling (grouped) and hand-back; every statement is fenced on owner, token and status.
 
 use super::Shared;
-use crate::{AdapterError, Lease, ResultDocument};
+use crate::{AdapterError, Lease, ResultDocument, RevokeReason, Revoked};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::sync::Arc;
@@ -10,12 +10,13 @@ use tokio::sync::{mpsc, oneshot};
 /// At most this many settles share one statement.
 const MAX_BATCH: usize = 512;
 
-/// `$1` ids, `$2` tokens, `$3` the lease in ms, `$4` this host's id: the ids renewed come back.
+/// `$1` ids, `$2` tokens, `$3` the lease in ms, `$4` this host's id: the ids renewed come back, each
+/// with whether a cancel was asked for meanwhile.
 pub const RENEW: &str = "
 UPDATE {s}.tasks t SET lease_until = now() + $3::bigint * interval '1 millisecond'
 FROM unnest($1::text[], $2::bigint[]) AS r(id, token)
 WHERE t.id = r.id AND t.lease_token = r.token AND t.lease_owner = $4 AND t.status = 'running'
-RETURNING t.id";
+RETURNING t.id, t.cancel_requested";
 
 /// One row per outcome: `$1` ids, `$2` tokens, `$3` statuses, `$4` result documents, `$5` errors,
 /// `$6` attempts, `$7` this host's id. The owner and token stay on the row: a settle retried after its
@@ -91,8 +92,9 @@ fn lost(lease: &Lease) -> AdapterError {
     }
 }
 
-/// Extends every lease in one statement; returns the ones that were lost.
-pub async fn renew(s: &Shared, leases: &[Lease]) -> Result<Vec<Lease>, AdapterError> {
+/// Extends every lease in one statement; returns the ones that were lost, and those renewed whose task
+/// was cancelled meanwhile ([`RevokeReason::Cancelled`]: the host kills it and settles `cancelled`).
+pub async fn renew(s: &Shared, leases: &[Lease]) -> Result<Vec<Revoked>, AdapterError> {
     let (valid, mut gone): (Vec<&Lease>, Vec<&Lease>) =
         leases.iter().partition(|l| token(l).is_some());
     if !valid.is_empty() {
@@ -106,10 +108,33 @@ pub async fn renew(s: &Shared, leases: &[Lease]) -> Result<Vec<Lease>, AdapterEr
                 c.query(&st, &[&ids, &tokens, &lease_ms, &s.host_id]).await
             })
             .await?;
-        let renewed: HashSet<String> = rows.iter().filter_map(|r| r.try_get(0).ok()).collect();
-        gone.extend(valid.into_iter().filter(|l| !renewed.contains(&l.task_id)));
+        let mut renewed: HashSet<String> = HashSet::new();
+        let mut cancelled: HashSet<String> = HashSet::new();
+        for r in &rows {
+            let Ok(id) = r.try_get::<_, String>(0) else {
+                continue;
+            };
+            if r.try_get::<_, bool>(1).unwrap_or(false) {
+                cancelled.insert(id.clone());
+            }
+            renewed.insert(id);
+        }
+        let (kept, lost): (Vec<&Lease>, Vec<&Lease>) = valid
+            .into_iter()
+            .partition(|l| renewed.contains(&l.task_id));
+        gone.extend(lost);
+        let mut out: Vec<Revoked> = gone.into_iter().cloned().map(Revoked::lost).collect();
+        out.extend(
+            kept.into_iter()
+                .filter(|l| cancelled.contains(&l.task_id))
+                .map(|l| Revoked {
+                    lease: l.clone(),
+                    reason: RevokeReason::Cancelled,
+                }),
+        );
+        return Ok(out);
     }
-    Ok(gone.into_iter().cloned().collect())
+    Ok(gone.into_iter().cloned().map(Revoked::lost).collect())
 }
 
 /// Hands an unfinished task back; the delivery does not count toward the limit.

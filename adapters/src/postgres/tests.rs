@@ -7,6 +7,8 @@ use crate::{ClaimSlot, Consumer, Queue};
 use serde_json::{Map, Value, json};
 use std::time::Instant;
 
+mod ops;
+
 const URL: &str = "postgresql://postgres@127.0.0.1:5432/test";
 
 fn server_up() -> bool {
@@ -442,14 +444,17 @@ async fn many_hosts_starting_together_migrate_once() {
             version: migrations::latest()
         }
     );
-    // An older schema is reported as such (here: one whose record of version 1 is gone).
-    app.batch_execute(&s.q("DELETE FROM {s}.migrations WHERE version = 1"))
-        .await
-        .expect("pretend older");
+    // An older schema is reported as such (here: one whose record of the latest version is gone).
+    app.execute(
+        &s.q("DELETE FROM {s}.migrations WHERE version = $1"),
+        &[&migrations::latest()],
+    )
+    .await
+    .expect("pretend older");
     assert_eq!(
         sources[0].schema_state().await.expect("state"),
         SchemaState::Older {
-            have: 0,
+            have: migrations::latest() - 1,
             want: migrations::latest()
         }
     );
