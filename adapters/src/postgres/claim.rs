@@ -35,10 +35,20 @@ FROM picked WHERE t.id = picked.id
 RETURNING t.id, t.type, t.params, t.correlation_id, t.deliveries, t.lease_token, t.priority, t.attempts,
           t.error";
 
-/// Rows whose lease expired go back to the queue (their deliveries already counted).
+/// Rows whose lease expired go back to the queue (their deliveries already counted); one whose cancel
+/// was pending when its host died is recorded `cancelled` instead of being run again.
 pub const RESCUE: &str = "
 UPDATE {s}.tasks
-SET status = CASE WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END,
+SET status = CASE WHEN cancel_requested THEN 'cancelled'
+                  WHEN run_at > now() THEN 'scheduled' ELSE 'queued' END,
+    finished_at = CASE WHEN cancel_requested THEN now() END,
+    result = CASE WHEN cancel_requested THEN jsonb_build_object(
+        'id', id, 'type', type, 'status', 'cancelled',
+        'error', jsonb_build_object('message', 'cancelled while its host was gone', 'outcome', 'cancelled'),
+        'attempts', deliveries, 'host', COALESCE(lease_owner, ''),
+        'started_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+        'finished_at', to_char(now() AT TIME ZONE 'UTC', 'YYYY-MM-DD\"T\"HH24:MI:SS.MS\"Z\"'),
+        'duration_ms', 0) END,
     lease_owner = NULL, lease_until = NULL
 WHERE status = 'running' AND lease_until < now()";
 

@@ -261,3 +261,32 @@ async fn depth_counts_each_state_and_pause_stops_claims() {
     assert!(!q.depth().await.expect("depth").iter().any(|d| d.paused));
     q.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_cancel_pending_when_its_host_died_is_recorded_not_run_again() {
+    if !server_up() {
+        return;
+    }
+    let s = Schema::new("cancel_gone");
+    let a = s.open("a", json!({"lease_seconds": 1})).await;
+    a.submit(&env("g1", "T")).await.expect("submit");
+    assert_eq!(
+        a.claim(&req(&[(&["T"], 1)], 1)).await.expect("claim").len(),
+        1
+    );
+    assert_eq!(a.cancel("g1").await.expect("cancel"), Cancelled::Requested);
+    a.close().await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let b = s.open("b", json!({})).await;
+    assert!(
+        b.claim(&req(&[(&["T"], 1)], 1))
+            .await
+            .expect("claim")
+            .is_empty()
+    );
+    let st = b.status("g1").await.expect("status").expect("row");
+    assert_eq!(st.status, "cancelled");
+    let r = st.result.expect("a result document");
+    assert_eq!((r.status.as_str(), r.attempts), ("cancelled", 1));
+    b.close().await;
+}
