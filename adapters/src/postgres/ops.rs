@@ -43,7 +43,7 @@ fn cancelled_doc(s: &Shared, id: &str, task_type: &str, attempts: i32) -> Value 
     let doc = ResultDocument {
         id: id.to_string(),
         task_type: task_type.to_string(),
-        status: "cancelled".into(),
+        status: crate::ResultStatus::Cancelled,
         result: None,
         error: Some(
             serde_json::json!({"message": "cancelled before it ran", "outcome": "cancelled"}),
