@@ -154,7 +154,23 @@ fn db_error(path: &str, e: rusqlite::Error) -> AdapterError {
 
 impl SqliteSource {
     /// Opens (creating if missing) the file and its schema. Blocks briefly: call it at start-up.
+    ///
+    /// Two processes opening a new file at once (a host starting while `submit` creates the file) can
+    /// meet in SQLite's deadlock avoidance: switching to WAL or upgrading a read lock answers BUSY at once,
+    /// without waiting on the busy timeout. The open is then tried again, for as long as the busy timeout.
     pub fn open(opts: SqliteOptions) -> Result<SqliteSource, AdapterError> {
+        let deadline = std::time::Instant::now() + BUSY_TIMEOUT;
+        loop {
+            match Self::open_once(&opts) {
+                Err(AdapterError::Unavailable(_)) if std::time::Instant::now() < deadline => {
+                    std::thread::sleep(Duration::from_millis(20));
+                }
+                other => return other,
+            }
+        }
+    }
+
+    fn open_once(opts: &SqliteOptions) -> Result<SqliteSource, AdapterError> {
         let shown = opts.path.display().to_string();
         let db = |e| db_error(&shown, e);
         if let Some(dir) = opts.path.parent().filter(|d| !d.as_os_str().is_empty()) {
@@ -224,11 +240,11 @@ impl SqliteSource {
         Ok(SqliteSource {
             conn: serial::Serial::new(conn),
             path: shown.into(),
-            host_id: opts.host_id.into(),
+            host_id: opts.host_id.clone().into(),
             lease_ms: i64::try_from(opts.lease.as_millis()).unwrap_or(i64::MAX / 4),
             poll_interval: opts.poll_interval,
             last_sweep: AtomicI64::new(0),
-            file: opts.path,
+            file: opts.path.clone(),
             watch: OnceLock::new(),
             version: AtomicI64::new(0),
         })
