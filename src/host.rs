@@ -4,30 +4,33 @@
 //! Shutdown has two tokens: `stop` (first signal: take no more tasks, let in-flight ones finish) and
 //! `kill` (grace elapsed or second signal: kill in-flight process groups, hand their tasks back).
 
-use crate::observers::{Event, EventKind, Observers};
-use crate::proxy::{Final, Proxy};
+use crate::observers::Observers;
+use crate::proxy::Proxy;
 use crate::registry::{Registry, WorkerEntry};
 use crate::runner::ProgressSink;
-pub use crate::stats::RunningTask;
+use crate::verdict::Judged;
 use futures_util::FutureExt as _;
-use serde_json::json;
-use std::collections::HashMap;
+pub use in_flight::RunningTask;
+use in_flight::{InFlight, Reclaim};
+use retries::QueuedRetries;
+use screen::Screened;
+use settle::Settler;
 use std::panic::AssertUnwindSafe;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::{Arc, RwLock};
 use std::time::{Duration, Instant};
-use task::{TaskCtx, settle};
-use tokio::sync::{Notify, Semaphore};
+use task::{Start, TaskCtx};
+use tokio::sync::Semaphore;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
-mod held;
-mod task;
-use held::{Held, Reclaim};
-
 use workerhost_adapters::{
-    ClaimRequest, ClaimSlot, Consumer, Delivery, Envelope, Lease, ResultDocument, ResultStatus,
-    RevokeReason, Source, Stamp, now_ms, rfc3339_ms,
+    ClaimRequest, ClaimSlot, Consumer, Delivery, Envelope, Lease, RevokeReason, Source, Stamp,
 };
+mod in_flight;
+mod retries;
+mod screen;
+mod settle;
+mod task;
 
 /// How the host runs.
 #[derive(Debug, Clone)]
@@ -50,33 +53,10 @@ pub struct HostState {
     pub lost_leases: AtomicU64,
     /// Answers of the task manager its adapter could not read (see `Consumer::unreadable_answers`).
     pub unreadable_answers: AtomicU64,
-    pub in_flight: AtomicU64,
-    /// The tasks running here now, by task id (for the status page and the in-flight gauge).
-    pub tasks: Mutex<HashMap<String, RunningTask>>,
-    /// Per running task, the token that stops its process (a child of the host's kill token), and
-    /// whether a renewal said it was cancelled (then it is recorded `cancelled`, not handed back).
-    pub stops: Mutex<HashMap<String, (CancellationToken, bool)>>,
-}
-
-impl HostState {
-    /// Marks a running task cancelled and stops its process group.
-    pub fn cancel_running(&self, task_id: &str) {
-        if let Ok(mut s) = self.stops.lock()
-            && let Some((token, cancelled)) = s.get_mut(task_id)
-        {
-            *cancelled = true;
-            token.cancel();
-        }
-    }
-
-    /// Whether a renewal said this running task was cancelled.
-    pub fn was_cancelled(&self, task_id: &str) -> bool {
-        self.stops
-            .lock()
-            .ok()
-            .and_then(|s| s.get(task_id).map(|(_, c)| *c))
-            .unwrap_or(false)
-    }
+    /// The tasks running here now: their claims, stop tokens, and what the status page shows.
+    pub in_flight: Arc<InFlight>,
+    /// Retries this host sent back to wait in the task manager (a burst waits for them).
+    pub queued_retries: QueuedRetries,
 }
 
 pub struct Host {
@@ -88,8 +68,6 @@ pub struct Host {
     global: Arc<Semaphore>,
     /// Outcomes being recorded after their process ended, at most `concurrency` (see `start`).
     settling: Arc<Semaphore>,
-    held: Arc<Held>,
-    done: Arc<Notify>,
     tracker: TaskTracker,
 }
 
@@ -108,7 +86,12 @@ impl Host {
         } else {
             ProgressSink::default()
         };
-        let proxy = Proxy::new(opts.host_id.clone(), observers, progress);
+        // Long retry waits go to the task manager where it can hold a due time and does not rerun
+        // failures itself (section 7); elsewhere they stay in the host.
+        let queue_retries =
+            workerhost_adapters::capabilities(source.kind()).run_at && !source.reruns_failures();
+        let proxy =
+            Proxy::new(opts.host_id.clone(), observers, progress).with_queue_retries(queue_retries);
         Host {
             source,
             registry: Arc::new(RwLock::new(Arc::new(registry))),
@@ -121,12 +104,9 @@ impl Host {
                 task_manager_up: AtomicBool::new(true),
                 lost_leases: AtomicU64::new(0),
                 unreadable_answers: AtomicU64::new(0),
-                in_flight: AtomicU64::new(0),
-                tasks: Mutex::default(),
-                stops: Mutex::default(),
+                in_flight: Arc::default(),
+                queued_retries: QueuedRetries::default(),
             }),
-            held: Arc::default(),
-            done: Arc::default(),
             tracker: TaskTracker::new(),
         }
     }
@@ -163,7 +143,7 @@ impl Host {
         };
         let mut backoff = Duration::from_millis(100);
         while !stop.is_cancelled() {
-            for d in self.held.take_ready() {
+            for d in self.state.in_flight.take_ready() {
                 self.start(d, &kill);
             }
             let req = self.claim_request(&mut rotate);
@@ -176,7 +156,7 @@ impl Host {
             // finishes during the claim may have put work back (a failure the task manager requeues)
             // after the task manager answered, and that answer must not end the burst.
             let asked_all = req.slots.len() == self.registry().workers().len();
-            let idle_before = self.state.in_flight.load(Ordering::SeqCst) == 0;
+            let idle_before = self.state.in_flight.count() == 0;
             let claimed = self.source.claim(&req).await;
             self.state
                 .unreadable_answers
@@ -185,14 +165,18 @@ impl Host {
                 Ok(ds) if ds.is_empty() => {
                     self.mark_up(true);
                     backoff = Duration::from_millis(100);
-                    if self.opts.burst && idle_before && asked_all {
+                    if self.opts.burst
+                        && idle_before
+                        && asked_all
+                        && !self.state.queued_retries.pending()
+                    {
                         tracing::info!(
                             "burst: nothing left to claim and nothing in flight; stopping"
                         );
                         break;
                     }
                     tokio::select! {
-                        _ = self.done.notified() => {}
+                        _ = self.state.in_flight.changed() => {}
                         _ = self.source.wait_for_tasks() => {}
                         _ = stop.cancelled() => {}
                     }
@@ -232,7 +216,7 @@ impl Host {
             self.tracker.wait().await;
         }
         // Claims that came back while their task was settling, never started: hand them back.
-        for d in self.held.take_ready() {
+        for d in self.state.in_flight.take_ready() {
             if let Err(e) = self.source.release(&d.lease).await {
                 tracing::warn!(task_id = %d.lease.task_id, error = %e, "could not hand the task back; it returns when its lease expires");
             }
@@ -252,7 +236,7 @@ impl Host {
     /// Waits for a task to finish, `d` to pass, or `stop`.
     async fn wait(&self, d: Duration, stop: &CancellationToken) {
         tokio::select! {
-            _ = self.done.notified() => {}
+            _ = self.state.in_flight.changed() => {}
             _ = tokio::time::sleep(d) => {}
             _ = stop.cancelled() => {}
         }
@@ -286,22 +270,18 @@ impl Host {
         }
     }
 
-    /// `task_failed` then `task_dead_lettered` for a delivery the host dead-letters without running it
-    /// (malformed, unknown type, delivery limit), so hooks and metrics see it like any other dead task.
-    fn emit_dead(&self, id: &str, task_type: Option<&str>, worker: Option<&str>, msg: &str) {
-        for k in [EventKind::TaskFailed, EventKind::TaskDeadLettered] {
-            let mut e = Event::new(k, &self.opts.host_id);
-            e.task_id = Some(id.to_string());
-            e.task_type = task_type.map(str::to_string);
-            e.worker = worker.map(str::to_string);
-            e.error = Some(msg.to_string());
-            self.proxy.observers.emit(e);
+    fn settler(&self) -> Settler {
+        Settler {
+            source: self.source.clone(),
+            state: self.state.clone(),
+            observers: self.proxy.observers.clone(),
         }
     }
 
+    /// Screens a claimed delivery, then runs it or dead-letters it.
     fn start(&self, d: Delivery, kill: &CancellationToken) {
         let id = d.lease.task_id.clone();
-        let d = match self.held.reclaim(d) {
+        let d = match self.state.in_flight.reclaim(d) {
             Reclaim::New(d) => d,
             Reclaim::Adopted => {
                 tracing::warn!(task_id = %id, "the task manager handed over a task that is running here (its claim timed out while it ran): no second process; the running task holds the fresh claim");
@@ -312,168 +292,84 @@ impl Host {
                 return;
             }
         };
+        self.state.queued_retries.claimed(&id);
         let reg = self.registry();
-        let env = match &d.envelope {
-            Err(m) => {
-                self.emit_dead(&d.lease.task_id, None, None, &m.reason);
-                let error = json!({"message": m.reason, "outcome": "malformed", "raw": m.raw});
-                let doc = self.dead_doc(&d.lease.task_id, "", None, error, 0, None);
-                self.spawn_settle(d.lease, doc, None);
-                return;
-            }
-            Ok(env) => env.clone(),
-        };
-        let mut received = Event::new(EventKind::TaskReceived, &self.opts.host_id);
-        received.task_id = Some(env.id.clone());
-        received.task_type = Some(env.task_type.clone());
-        let Some(worker) = reg.for_type(&env.task_type).cloned() else {
-            self.proxy.observers.emit(received);
-            let msg = format!("no worker handles type {}", env.task_type);
-            self.emit_dead(&env.id, Some(&env.task_type), None, &msg);
-            let error = json!({"message": msg, "outcome": "unknown_type"});
-            let doc = self.dead_doc(
-                &env.id,
-                &env.task_type,
-                None,
-                error,
-                0,
-                env.correlation_id.clone(),
-            );
-            self.spawn_settle(d.lease, doc, None);
-            return;
-        };
-        received.worker = Some(worker.config.name.clone());
-        self.proxy.observers.emit(received);
-        if d.deliveries > worker.config.max_deliveries {
-            let msg = format!(
-                "delivery limit reached: delivered {} times without an outcome (max_deliveries {})",
-                d.deliveries, worker.config.max_deliveries
-            );
-            self.emit_dead(
-                &env.id,
-                Some(&env.task_type),
-                Some(&worker.config.name),
-                &msg,
-            );
-            let error = json!({"message": msg, "outcome": "delivery_limit"});
-            let doc = self.dead_doc(
-                &env.id,
-                &env.task_type,
-                Some(&worker.config.name),
-                error,
-                d.deliveries - 1,
-                env.correlation_id.clone(),
-            );
-            self.spawn_settle(d.lease, doc, Some(worker));
-            return;
+        let observers = &self.proxy.observers;
+        let reruns = self.source.reruns_failures();
+        match screen::screen(d, &reg, observers, &self.opts.host_id, reruns) {
+            Screened::Run {
+                lease,
+                task,
+                worker,
+                first_attempt,
+            } => self.spawn_run(
+                Start {
+                    lease,
+                    task,
+                    worker,
+                    first_attempt,
+                },
+                kill,
+            ),
+            Screened::Dead {
+                lease,
+                judged,
+                worker,
+            } => self.spawn_dead(lease, *judged, worker),
         }
-        // Earlier deliveries count as attempts: one each, or a whole round each where the task manager
-        // reruns failures itself (numbers then go on across rounds instead of repeating).
-        let deliveries = d.deliveries.max(1);
-        let first_attempt = if self.source.reruns_failures() {
-            (deliveries - 1)
-                .saturating_mul(worker.config.max_retries.saturating_add(1))
-                .saturating_add(1)
-        } else {
-            deliveries
-        };
+    }
+
+    fn spawn_run(&self, s: Start, kill: &CancellationToken) {
         // Permits are taken here, before the next claim looks at what is free.
         let global = self.global.clone().try_acquire_owned().ok();
-        let local = worker.permits.clone().try_acquire_owned().ok();
-        self.state.in_flight.fetch_add(1, Ordering::SeqCst);
-        worker.stats.in_flight.fetch_add(1, Ordering::Relaxed);
-        self.held.insert(d.lease.clone());
-        if let Ok(mut t) = self.state.tasks.lock() {
-            let task = RunningTask {
-                task_id: env.id.clone(),
-                task_type: env.task_type.clone(),
-                worker: worker.config.name.clone(),
-                started_at: Stamp::now(),
-                started: Instant::now(),
-                attempt: first_attempt,
-            };
-            t.insert(env.id.clone(), task);
-        }
-        let ctx = TaskCtx {
-            source: self.source.clone(),
-            proxy: self.proxy.clone(),
-            global_sem: self.global.clone(),
-            settling: self.settling.clone(),
-            held: self.held.clone(),
-            done: self.done.clone(),
-            state: self.state.clone(),
+        let local = s.worker.permits.clone().try_acquire_owned().ok();
+        let running = RunningTask {
+            task_id: s.task.id.clone(),
+            task_type: s.task.task_type.clone(),
+            worker: s.worker.config.name.clone(),
+            started_at: Stamp::now(),
+            started: Instant::now(),
+            attempt: s.first_attempt,
         };
         // The task's own stop: the host's kill, or a cancel its renewal reports.
-        let kill = kill.child_token();
-        if let Ok(mut s) = self.state.stops.lock() {
-            s.insert(env.id.clone(), (kill.clone(), false));
-        }
+        let stop = kill.child_token();
+        let stats = s.worker.stats.clone();
+        let mut guard =
+            self.state
+                .in_flight
+                .register(s.lease.clone(), running, stop.clone(), stats);
+        let ctx = TaskCtx {
+            proxy: self.proxy.clone(),
+            settler: self.settler(),
+            global_sem: self.global.clone(),
+            settling: self.settling.clone(),
+            in_flight: self.state.in_flight.clone(),
+            kill: kill.clone(),
+        };
         self.tracker.spawn(async move {
             // A panic below (a bug) must not leave the task in limbo, held and renewed forever by a host
-            // that forgot it, nor keep its capacity. The lease is let go (no longer renewed): the task
-            // returns when it expires, as after a crash, and that counts as a delivery, so a task that
-            // makes the host panic every time ends dead-lettered by `max_deliveries`, not in a loop.
-            let body = ctx.run(&worker, &env, &d.lease, first_attempt, global, local, &kill);
-            let permits = match AssertUnwindSafe(body).catch_unwind().await {
-                Ok(permits) => permits,
-                Err(_) => {
-                    tracing::error!(task_id = %env.id, "internal error (a panic) while running the task; it returns to the queue when its lease expires");
-                    None
-                }
-            };
-            ctx.held.remove(&d.lease.task_id);
-            if let Ok(mut t) = ctx.state.tasks.lock() {
-                t.remove(&env.id);
+            // that forgot it, nor keep its capacity: the guard's drop removes it either way. The lease is
+            // let go (no longer renewed): the task returns when it expires, as after a crash, and that
+            // counts as a delivery, so a task that makes the host panic every time ends dead-lettered by
+            // `max_deliveries`, not in a loop.
+            let body = ctx.run(&s, (global, local), &mut guard, &stop);
+            if AssertUnwindSafe(body).catch_unwind().await.is_err() {
+                tracing::error!(task_id = %s.task.id, "internal error (a panic) while running the task; it returns to the queue when its lease expires");
             }
-            if let Ok(mut s) = ctx.state.stops.lock() {
-                s.remove(&env.id);
-            }
-            // Capacity first, then the count: whoever sees `in_flight` drop sees the capacity free.
-            drop(permits);
-            worker.stats.in_flight.fetch_sub(1, Ordering::Relaxed);
-            ctx.state.in_flight.fetch_sub(1, Ordering::SeqCst);
-            ctx.done.notify_one();
+            drop(guard);
         });
     }
 
-    fn dead_doc(
-        &self,
-        id: &str,
-        task_type: &str,
-        worker: Option<&str>,
-        error: serde_json::Value,
-        attempts: u32,
-        correlation_id: Option<String>,
-    ) -> ResultDocument {
-        let now = rfc3339_ms(now_ms());
-        ResultDocument {
-            id: id.to_string(),
-            task_type: task_type.to_string(),
-            status: ResultStatus::Dead,
-            result: None,
-            error: Some(error),
-            attempts,
-            worker: worker.map(str::to_string),
-            host: self.opts.host_id.clone(),
-            started_at: now.clone(),
-            finished_at: now,
-            duration_ms: 0,
-            correlation_id,
-            usage: None,
-        }
-    }
-
     /// Dead-letters a delivery that never ran (malformed, unknown type, delivery limit).
-    fn spawn_settle(&self, lease: Lease, doc: ResultDocument, worker: Option<Arc<WorkerEntry>>) {
-        let source = self.source.clone();
-        let state = self.state.clone();
-        if let Some(w) = &worker {
-            let msg = doc.error_message().unwrap_or_else(|| "dead".into());
-            w.stats.record_failure(msg, doc.finished_at.clone());
+    fn spawn_dead(&self, lease: Lease, judged: Judged, worker: Option<Arc<WorkerEntry>>) {
+        let settler = self.settler();
+        if let crate::verdict::Verdict::Dead { message, .. } = &judged.verdict {
+            tracing::warn!(task_id = %judged.task_id, error = %message, "dead-lettering a task that cannot run");
         }
-        tracing::warn!(task_id = %doc.id, error = %doc.error.clone().unwrap_or_default(), "dead-lettering a task that cannot run");
         self.tracker.spawn(async move {
-            settle(&source, &lease, &doc, &state, &CancellationToken::new()).await;
+            let w = worker.as_deref();
+            let never = CancellationToken::new();
+            settler.settle(&lease, &judged, None, w, &never).await;
         });
     }
 
@@ -483,8 +379,7 @@ impl Host {
         stop: CancellationToken,
     ) -> impl std::future::Future<Output = ()> + Send + 'static {
         let source = self.source.clone();
-        let claims = self.held.clone();
-        let state = self.state.clone();
+        let claims = self.state.in_flight.clone();
         let every = (self.opts.lease / 3).max(Duration::from_millis(50));
         async move {
             loop {
@@ -507,7 +402,7 @@ impl Host {
                                 }
                                 RevokeReason::Cancelled => {
                                     tracing::info!(task_id = %r.lease.task_id, "task cancelled while it runs: stopping its process");
-                                    state.cancel_running(&r.lease.task_id);
+                                    claims.cancel(&r.lease.task_id);
                                 }
                             }
                         }
@@ -519,12 +414,12 @@ impl Host {
     }
 }
 
-/// Used by `workerhost exec`: run one task through the proxy without a queue.
+/// Used by `workerhost exec`: run one task through the proxy without a queue (every retry in process).
 pub async fn exec_once(
     proxy: &Proxy,
     worker: &WorkerEntry,
     env: &Envelope,
     kill: &CancellationToken,
-) -> Final {
+) -> Judged {
     proxy.run(worker, env, 1, kill).await
 }

@@ -149,7 +149,7 @@ pub fn health_doc(s: &HttpState) -> (StatusCode, Value) {
             .filter(|w| !worker_healthy(w))
             .map(|w| w.config.name.clone())
             .collect::<Vec<_>>(),
-        "in_flight": s.host.in_flight.load(Ordering::SeqCst),
+        "in_flight": s.host.in_flight.count(),
         "host": s.host_id,
         "version": env!("CARGO_PKG_VERSION"),
     });

@@ -2,8 +2,10 @@
 //! adapter and runs each in an isolated per-worker process, wrapped in a retry/timeout proxy and reported
 //! to observers.
 //!
-//! The pieces, in the order a task meets them: [`config`] → [`registry`] → [`host`] (claims, leases,
-//! settling) → [`proxy`] (retries) → [`runner`] (one attempt in a process) → [`observers`].
+//! The pieces, in the order a task meets them: [`config`] → [`registry`] → [`host`] (claims; screening
+//! in `host::screen`; leases and in-flight bookkeeping in `host::in_flight`) → [`proxy`] (retries) →
+//! [`runner`] (one attempt in a process) → [`verdict`] (where the delivery ends, decided once) →
+//! `host::settle` (recorded in the task manager) and [`observers`] (events).
 
 pub mod config;
 pub mod depth;
@@ -20,3 +22,4 @@ pub mod schedule;
 pub mod settings;
 pub mod source;
 pub mod stats;
+pub mod verdict;

@@ -7,6 +7,7 @@
 use crate::host::HostState;
 use crate::observers::{Event, EventKind, Observer};
 use crate::registry::Registry;
+use crate::runner::OutcomeKind;
 use prometheus::{
     CounterVec, Encoder, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec,
     IntGauge, IntGaugeVec, Opts, TextEncoder,
@@ -202,12 +203,6 @@ impl Metrics {
         Ok(m)
     }
 
-    /// Counts a replaced pool process of `worker`. (A scrape also catches up with
-    /// `WorkerStats::restarts`, whichever of the two is ahead.)
-    pub fn worker_restarted(&self, worker: &str) {
-        self.restarts.with_label_values(&[worker]).inc();
-    }
-
     /// Counts one schedule tick this host handled.
     pub fn schedule_tick(&self, schedule: &str, result: crate::schedule::TickResult) {
         self.schedule_ticks
@@ -258,7 +253,7 @@ impl Metrics {
             catch_up(&restarts, w.stats.restarts.load(Ordering::Relaxed));
         }
         // From the host's own list, so a worker removed by a reload is counted while it drains.
-        for t in state.running_tasks() {
+        for t in state.in_flight.running_tasks() {
             *running.entry(t.worker).or_insert(0) += 1;
         }
         self.in_flight.reset();
@@ -296,9 +291,9 @@ fn catch_up(c: &IntCounter, value: u64) {
 impl Observer for Metrics {
     fn notify(&self, e: &Event) {
         let worker = e.worker.as_deref().unwrap_or("");
-        let attempt = |outcome: Option<&str>| {
+        let attempt = |outcome: Option<OutcomeKind>| {
             if let Some(o) = outcome {
-                self.attempts.with_label_values(&[worker, o]).inc();
+                self.attempts.with_label_values(&[worker, o.as_str()]).inc();
                 if let Some(ms) = e.duration_ms {
                     self.duration
                         .with_label_values(&[worker])
@@ -321,7 +316,7 @@ impl Observer for Metrics {
         match e.event {
             EventKind::TaskSucceeded => {
                 self.tasks.with_label_values(&[worker, "succeeded"]).inc();
-                attempt(e.outcome.or(Some("succeeded")));
+                attempt(e.outcome.or(Some(OutcomeKind::Succeeded)));
             }
             // Each failed attempt ends in exactly one of these two (a timed-out attempt also fires
             // task_timed_out, which is not counted again). A task_failed without an outcome never ran
@@ -354,7 +349,7 @@ pub fn global() -> Option<&'static Arc<Metrics>> {
 mod tests {
     use super::*;
 
-    fn event(kind: EventKind, outcome: Option<&'static str>, ms: u64) -> Event {
+    fn event(kind: EventKind, outcome: Option<OutcomeKind>, ms: u64) -> Event {
         let mut e = Event::new(kind, "h");
         e.worker = Some("w.one".into());
         e.outcome = outcome;
@@ -366,11 +361,27 @@ mod tests {
     fn events_feed_counters_and_the_histogram() {
         let m = Metrics::new(Vec::new()).expect("metrics");
         m.notify(&event(EventKind::TaskStarted, None, 0));
-        m.notify(&event(EventKind::TaskTimedOut, Some("timeout"), 1500));
-        m.notify(&event(EventKind::TaskRetrying, Some("timeout"), 1500));
-        m.notify(&event(EventKind::TaskSucceeded, Some("succeeded"), 20));
-        m.notify(&event(EventKind::TaskFailed, Some("fatal"), 3));
-        m.notify(&event(EventKind::TaskDeadLettered, Some("fatal"), 3));
+        m.notify(&event(
+            EventKind::TaskTimedOut,
+            Some(OutcomeKind::Timeout),
+            1500,
+        ));
+        m.notify(&event(
+            EventKind::TaskRetrying,
+            Some(OutcomeKind::Timeout),
+            1500,
+        ));
+        m.notify(&event(
+            EventKind::TaskSucceeded,
+            Some(OutcomeKind::Succeeded),
+            20,
+        ));
+        m.notify(&event(EventKind::TaskFailed, Some(OutcomeKind::Fatal), 3));
+        m.notify(&event(
+            EventKind::TaskDeadLettered,
+            Some(OutcomeKind::Fatal),
+            3,
+        ));
         let get = |v: &IntCounterVec, l: &[&str]| v.with_label_values(l).get();
         assert_eq!(get(&m.tasks, &["w.one", "succeeded"]), 1);
         assert_eq!(get(&m.tasks, &["w.one", "dead"]), 1);

@@ -1,29 +1,20 @@
-//! The policy around a runner: retries with exponential backoff and full jitter, outcome classification
-//! into a final result document, and events to the observers. One call handles one delivery of a task.
+//! The policy around a runner: retries with exponential backoff and full jitter, and the judgement of a
+//! delivery's last attempt (a [`Judged`] verdict; see [`crate::verdict`]). Short retry waits stay here;
+//! longer ones go back to the task manager as a scheduled task, so that no slot or lease is held while
+//! they wait. One call handles one delivery of a task.
 
 use crate::config::{RetryPolicy, WorkerConfig};
 use crate::observers::{Event, EventKind, Observers};
 use crate::registry::WorkerEntry;
 use crate::runner::{Attempt, Outcome, OutcomeKind, ProgressSink};
+use crate::verdict::{DeadReason, Judged, LastAttempt, Verdict};
 use serde_json::{Map, Value, json};
 use std::sync::atomic::Ordering;
-use std::time::{Duration, Instant};
+use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use workerhost_adapters::{Envelope, ResultDocument, ResultStatus, now_ms, rfc3339_ms};
+use workerhost_adapters::{Envelope, Stamp, now_ms};
 use workerhost_sdk::ErrorField;
 use workerhost_sdk::TaskDocument;
-
-/// Where a delivery ended.
-#[derive(Debug, Clone)]
-pub enum Final {
-    /// The outcome to record: `succeeded` or `dead`. `last` is the last attempt's outcome.
-    Done {
-        doc: Box<ResultDocument>,
-        last: OutcomeKind,
-    },
-    /// The host is stopping: hand the task back unfinished.
-    Released,
-}
 
 /// Runs deliveries through each worker's runner with the retry policy.
 #[derive(Clone)]
@@ -32,16 +23,27 @@ pub struct Proxy {
     pub observers: Observers,
     /// Where workers' progress lines go (the task manager, when it keeps progress).
     pub progress: ProgressSink,
+    /// Whether a retry longer than `retry.in_host_max_seconds` may wait in the task manager (it can hold
+    /// a due time, and does not rerun failures itself). `exec` keeps every retry in process.
+    pub queue_retries: bool,
 }
 
 impl Proxy {
-    /// The proxy of host `host_id` (`workerhost run` and `workerhost exec` alike).
+    /// The proxy of host `host_id` (`workerhost run` and `workerhost exec` alike); every retry waits in
+    /// process until [`Proxy::with_queue_retries`].
     pub fn new(host_id: String, observers: Observers, progress: ProgressSink) -> Proxy {
         Proxy {
             host_id,
             observers,
             progress,
+            queue_retries: false,
         }
+    }
+
+    /// Lets long retry waits go back to the task manager.
+    pub fn with_queue_retries(mut self, yes: bool) -> Proxy {
+        self.queue_retries = yes;
+        self
     }
 }
 
@@ -69,19 +71,29 @@ impl Proxy {
         e
     }
 
-    /// Runs one delivery: at most `max_retries + 1` attempts, numbered from `first_attempt` (earlier
-    /// deliveries count as attempts). `kill` ends it at once with [`Final::Released`].
+    /// Runs one delivery: attempts numbered from `first_attempt` (earlier deliveries count as attempts),
+    /// at most `max_retries` retries in all (those already recorded, `task.attempts`, included). `kill`
+    /// ends it at once with [`Verdict::Released`].
     pub async fn run(
         &self,
         entry: &WorkerEntry,
         task: &Envelope,
         first_attempt: u32,
         kill: &CancellationToken,
-    ) -> Final {
+    ) -> Judged {
         let worker = &entry.config;
-        let stats = &entry.stats;
-        let started_ms = now_ms();
-        let started = Instant::now();
+        let mut judged = Judged {
+            verdict: Verdict::Released,
+            task_id: task.id.clone(),
+            task_type: task.task_type.clone(),
+            correlation_id: task.correlation_id.clone(),
+            worker: Some(worker.name.clone()),
+            host: self.host_id.clone(),
+            attempts: first_attempt,
+            started_ms: now_ms(),
+            finished_ms: now_ms(),
+            last: None,
+        };
         let mut doc = TaskDocument {
             id: task.id.clone(),
             task_type: task.task_type.clone(),
@@ -89,7 +101,8 @@ impl Proxy {
             attempt: first_attempt,
             correlation_id: task.correlation_id.clone(),
         };
-        let mut retry = 0;
+        // Retries made: those recorded in the task manager, then those of this delivery.
+        let mut retries = task.attempts;
         loop {
             let mut e = self.event(EventKind::TaskStarted, worker, task);
             e.attempt = Some(doc.attempt);
@@ -97,80 +110,79 @@ impl Proxy {
 
             let a = entry.runner.run(worker, &doc, kill, &self.progress).await;
             forward_logs(&a, &task.id, &worker.name);
-            let kind = a.outcome.kind();
-            match &a.outcome {
-                Outcome::SpawnError { .. } => {
-                    stats.healthy.store(false, Ordering::Relaxed);
-                    let mut e = self.event(EventKind::WorkerUnhealthy, worker, task);
-                    e.error = Some(a.outcome.message());
-                    self.observers.emit(e);
-                }
-                _ => stats.healthy.store(true, Ordering::Relaxed),
-            }
-            if kind == OutcomeKind::Timeout {
-                let mut e = self.attempt_event(EventKind::TaskTimedOut, worker, task, &doc, &a);
-                e.error = Some(a.outcome.message());
-                self.observers.emit(e);
-            }
-            match &a.outcome {
-                Outcome::Interrupted => return Final::Released,
-                Outcome::Succeeded { result } => {
-                    self.observers.emit(self.attempt_event(
-                        EventKind::TaskSucceeded,
-                        worker,
-                        task,
-                        &doc,
-                        &a,
-                    ));
-                    let d = self.document(
-                        worker,
-                        task,
-                        &doc,
-                        started_ms,
-                        started,
-                        ResultStatus::Succeeded,
-                    );
-                    return Final::Done {
-                        doc: Box::new(ResultDocument {
-                            result: Some(result.clone()),
-                            usage: a.usage,
-                            ..d
-                        }),
-                        last: kind,
-                    };
-                }
-                o if o.is_retriable_for(worker) && retry < worker.max_retries => {
-                    retry += 1;
-                    let delay = retry_delay(&worker.retry, retry);
+            self.attempt_health(entry, task, &doc, &a);
+            judged.attempts = doc.attempt;
+            judged.finished_ms = now_ms();
+            judged.last = Some(LastAttempt {
+                outcome: a.outcome.kind(),
+                duration_ms: a.duration.as_millis() as u64,
+                usage: a.usage,
+            });
+            let o = &a.outcome;
+            judged.verdict = match o {
+                Outcome::Interrupted => Verdict::Released,
+                Outcome::Succeeded { result } => Verdict::Succeeded {
+                    result: result.clone(),
+                },
+                o if o.is_retriable_for(worker) && retries < worker.max_retries => {
+                    retries += 1;
+                    let delay = retry_delay(&worker.retry, retries);
+                    if self.queue_retries && delay > worker.retry.in_host_max {
+                        let delay_ms = delay.as_millis() as u64;
+                        judged.verdict = Verdict::RetryAt {
+                            at: Stamp(now_ms().saturating_add(delay_ms as i64)),
+                            delay_ms,
+                            message: o.message(),
+                        };
+                        return judged;
+                    }
                     let mut e = self.attempt_event(EventKind::TaskRetrying, worker, task, &doc, &a);
                     e.error = Some(o.message());
                     e.delay_ms = Some(delay.as_millis() as u64);
                     self.observers.emit(e);
                     tokio::select! {
                         _ = tokio::time::sleep(delay) => {}
-                        _ = kill.cancelled() => return Final::Released,
+                        _ = kill.cancelled() => return judged.released(),
                     }
                     doc.attempt += 1;
+                    continue;
                 }
                 o => {
                     let message = o.message();
-                    for k in [EventKind::TaskFailed, EventKind::TaskDeadLettered] {
-                        let mut e = self.attempt_event(k, worker, task, &doc, &a);
-                        e.error = Some(message.clone());
-                        self.observers.emit(e);
+                    Verdict::Dead {
+                        reason: DeadReason::Outcome(o.kind()),
+                        error: dead_letter_error(&a, message.clone()),
+                        message,
                     }
-                    let d =
-                        self.document(worker, task, &doc, started_ms, started, ResultStatus::Dead);
-                    return Final::Done {
-                        doc: Box::new(ResultDocument {
-                            error: Some(dead_letter_error(&a, message)),
-                            usage: a.usage,
-                            ..d
-                        }),
-                        last: kind,
-                    };
                 }
+            };
+            return judged;
+        }
+    }
+
+    /// A spawn error marks the worker unhealthy (and says so); any other outcome healthy again. A
+    /// timeout is announced as it happens.
+    fn attempt_health(
+        &self,
+        entry: &WorkerEntry,
+        task: &Envelope,
+        doc: &TaskDocument,
+        a: &Attempt,
+    ) {
+        let worker = &entry.config;
+        match &a.outcome {
+            Outcome::SpawnError { .. } => {
+                entry.stats.healthy.store(false, Ordering::Relaxed);
+                let mut e = self.event(EventKind::WorkerUnhealthy, worker, task);
+                e.error = Some(a.outcome.message());
+                self.observers.emit(e);
             }
+            _ => entry.stats.healthy.store(true, Ordering::Relaxed),
+        }
+        if a.outcome.kind() == OutcomeKind::Timeout {
+            let mut e = self.attempt_event(EventKind::TaskTimedOut, worker, task, doc, a);
+            e.error = Some(a.outcome.message());
+            self.observers.emit(e);
         }
     }
 
@@ -184,36 +196,10 @@ impl Proxy {
     ) -> Event {
         let mut e = self.event(kind, worker, task);
         e.attempt = Some(doc.attempt);
-        e.outcome = Some(a.outcome.kind().as_str());
+        e.outcome = Some(a.outcome.kind());
         e.duration_ms = Some(a.duration.as_millis() as u64);
         e.usage = a.usage;
         e
-    }
-
-    fn document(
-        &self,
-        worker: &WorkerConfig,
-        task: &Envelope,
-        doc: &TaskDocument,
-        started_ms: i64,
-        started: Instant,
-        status: ResultStatus,
-    ) -> ResultDocument {
-        ResultDocument {
-            id: task.id.clone(),
-            task_type: task.task_type.clone(),
-            status,
-            result: None,
-            error: None,
-            attempts: doc.attempt,
-            worker: Some(worker.name.clone()),
-            host: self.host_id.clone(),
-            started_at: rfc3339_ms(started_ms),
-            finished_at: rfc3339_ms(now_ms()),
-            duration_ms: started.elapsed().as_millis() as u64,
-            correlation_id: task.correlation_id.clone(),
-            usage: None,
-        }
     }
 }
 
@@ -222,7 +208,7 @@ impl Proxy {
 fn dead_letter_error(a: &Attempt, message: String) -> Value {
     let mut m = Map::new();
     m.insert("message".into(), Value::String(message));
-    m.insert("outcome".into(), json!(a.outcome.kind().as_str()));
+    m.insert("outcome".into(), json!(a.outcome.kind()));
     if let Some(c) = a.exit_code {
         m.insert("exit_code".into(), json!(c));
     }
@@ -270,6 +256,7 @@ mod tests {
             multiplier: 2.0,
             max_delay: Duration::from_secs(30),
             jitter: false,
+            ..RetryPolicy::default()
         };
         let d: Vec<u64> = (1..=5).map(|r| retry_delay(&p, r).as_secs()).collect();
         assert_eq!(d, vec![5, 10, 20, 30, 30]);
@@ -282,6 +269,7 @@ mod tests {
             multiplier: 2.0,
             max_delay: Duration::from_secs(1),
             jitter: true,
+            ..RetryPolicy::default()
         };
         let samples: Vec<Duration> = (0..200).map(|_| retry_delay(&p, 3)).collect();
         assert!(samples.iter().all(|d| *d <= Duration::from_millis(400)));

@@ -1,9 +1,7 @@
-//! Per-worker counters the host keeps for `/workers`, `/workers/<name>/health` and `workerhost check`,
-//! and the host's list of the tasks running now (the status page, the in-flight gauge).
+//! Per-worker counters the host keeps for `/workers`, `/workers/<name>/health` and `workerhost check`.
 
 use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
-use std::time::Instant;
 
 #[derive(Debug)]
 pub struct WorkerStats {
@@ -56,41 +54,5 @@ impl WorkerStats {
 
     pub fn last(&self) -> Last {
         self.last.lock().map(|l| l.clone()).unwrap_or_default()
-    }
-}
-
-/// One task in flight on this host.
-#[derive(Debug, Clone, serde::Serialize)]
-pub struct RunningTask {
-    pub task_id: String,
-    #[serde(rename = "type")]
-    pub task_type: String,
-    pub worker: String,
-    /// When this delivery started here (RFC 3339 UTC when shown).
-    pub started_at: workerhost_adapters::Stamp,
-    #[serde(skip)]
-    pub started: Instant,
-    /// The attempt running now (updated by the status observer on `task_started`).
-    pub attempt: u32,
-}
-
-impl crate::host::HostState {
-    /// The tasks in flight now, oldest first.
-    pub fn running_tasks(&self) -> Vec<RunningTask> {
-        let mut v: Vec<RunningTask> = match self.tasks.lock() {
-            Ok(t) => t.values().cloned().collect(),
-            Err(p) => p.into_inner().values().cloned().collect(),
-        };
-        v.sort_by_key(|t| t.started);
-        v
-    }
-
-    /// Records the attempt a running task is on.
-    pub fn set_attempt(&self, task_id: &str, attempt: u32) {
-        if let Ok(mut t) = self.tasks.lock()
-            && let Some(task) = t.get_mut(task_id)
-        {
-            task.attempt = attempt;
-        }
     }
 }

@@ -34,7 +34,7 @@ pub use settings::{QueueType, Settings};
 
 use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
-    Revoked, TaskStatus,
+    Revoked, Settled, TaskStatus,
 };
 use inner::{Inner, lock, requeue};
 use lapin::BasicProperties;
@@ -152,59 +152,8 @@ impl Consumer for AmqpSource {
         Ok(Vec::new())
     }
 
-    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
-        let i = &self.inner;
-        let lost = || AdapterError::LeaseLost {
-            id: lease.task_id.clone(),
-        };
-        let Some(m) = lock(&i.q).held.remove(&lease.receipt) else {
-            return Err(lost());
-        };
-        let l = match i.link().await {
-            Ok(l) => l,
-            Err(e) => {
-                i.hold(lease.receipt.clone(), m);
-                return Err(e);
-            }
-        };
-        let unavailable = |e: String| {
-            AdapterError::Unavailable(format!(
-                "task {}: cannot record the outcome yet: {}",
-                lease.task_id,
-                scrub(&e, &i.url)
-            ))
-        };
-        if m.generation == l.generation {
-            return match i.finish(&l, &m, doc).await {
-                Ok(()) => Ok(()),
-                Err(e) => {
-                    i.hold(lease.receipt.clone(), m);
-                    Err(unavailable(e))
-                }
-            };
-        }
-        // Delivered on a channel that died: record the outcome on the broker's redelivery.
-        let redelivery = lock(&i.q).take_redelivery(&m.task_id, l.generation);
-        match redelivery {
-            Some(re) => match i.finish(&l, &re, doc).await {
-                Ok(()) => {
-                    tracing::info!(task_id = %m.task_id, "outcome recorded on the redelivery that followed a reconnect");
-                    Ok(())
-                }
-                Err(e) => {
-                    lock(&i.q).parked.push(re);
-                    i.hold(lease.receipt.clone(), m);
-                    Err(unavailable(e))
-                }
-            },
-            None if l.opened.elapsed() < REDELIVERY_WAIT => {
-                i.hold(lease.receipt.clone(), m);
-                Err(unavailable(
-                    "waiting for the broker to redeliver it after the reconnect".into(),
-                ))
-            }
-            None => Err(lost()),
-        }
+    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<Settled, AdapterError> {
+        self.record(lease, doc).await.map(|()| Settled::Recorded)
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), AdapterError> {
@@ -343,5 +292,63 @@ impl Queue for AmqpSource {
         Err(AdapterError::Backend(format!(
             "the amqp task manager keeps no task status (task {id}): a message leaves the queue when it is acknowledged. Results are published to the message's reply_to queue, and to result_exchange when configured; read them there"
         )))
+    }
+}
+
+impl AmqpSource {
+    /// Records the outcome (see [`Consumer::settle`]).
+    async fn record(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
+        let i = &self.inner;
+        let lost = || AdapterError::LeaseLost {
+            id: lease.task_id.clone(),
+        };
+        let Some(m) = lock(&i.q).held.remove(&lease.receipt) else {
+            return Err(lost());
+        };
+        let l = match i.link().await {
+            Ok(l) => l,
+            Err(e) => {
+                i.hold(lease.receipt.clone(), m);
+                return Err(e);
+            }
+        };
+        let unavailable = |e: String| {
+            AdapterError::Unavailable(format!(
+                "task {}: cannot record the outcome yet: {}",
+                lease.task_id,
+                scrub(&e, &i.url)
+            ))
+        };
+        if m.generation == l.generation {
+            return match i.finish(&l, &m, doc).await {
+                Ok(()) => Ok(()),
+                Err(e) => {
+                    i.hold(lease.receipt.clone(), m);
+                    Err(unavailable(e))
+                }
+            };
+        }
+        // Delivered on a channel that died: record the outcome on the broker's redelivery.
+        let redelivery = lock(&i.q).take_redelivery(&m.task_id, l.generation);
+        match redelivery {
+            Some(re) => match i.finish(&l, &re, doc).await {
+                Ok(()) => {
+                    tracing::info!(task_id = %m.task_id, "outcome recorded on the redelivery that followed a reconnect");
+                    Ok(())
+                }
+                Err(e) => {
+                    lock(&i.q).parked.push(re);
+                    i.hold(lease.receipt.clone(), m);
+                    Err(unavailable(e))
+                }
+            },
+            None if l.opened.elapsed() < REDELIVERY_WAIT => {
+                i.hold(lease.receipt.clone(), m);
+                Err(unavailable(
+                    "waiting for the broker to redeliver it after the reconnect".into(),
+                ))
+            }
+            None => Err(lost()),
+        }
     }
 }

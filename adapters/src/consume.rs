@@ -83,6 +83,16 @@ impl Revoked {
     }
 }
 
+/// What a recorded outcome became in the task manager.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Settled {
+    /// Kept as sent: a success stored, a failure dead-lettered, a cancel recorded.
+    Recorded,
+    /// A failure the task manager puts back to run again by its own retry policy (the HTTP service
+    /// does, up to its own maximum): the task is not dead, so no `task_dead_lettered`.
+    RerunByTaskManager,
+}
+
 /// The consuming side of a task manager: claim, hold (renew, progress), settle or hand back; plus the
 /// lifecycle around it (waiting when idle, stopping, closing) and a health check.
 ///
@@ -106,12 +116,13 @@ pub trait Consumer: Send + Sync {
     ) -> impl Future<Output = Result<Vec<Revoked>, AdapterError>> + Send;
 
     /// Records the outcome (success stored, or dead-lettered) and only then removes the task from the
-    /// queue. Fenced: returns [`AdapterError::LeaseLost`] if another host holds the task now.
+    /// queue. Fenced: returns [`AdapterError::LeaseLost`] if another host holds the task now. Says
+    /// whether a failure was dead-lettered or put back by the task manager's own retries.
     fn settle(
         &self,
         lease: &Lease,
         doc: &ResultDocument,
-    ) -> impl Future<Output = Result<(), AdapterError>> + Send;
+    ) -> impl Future<Output = Result<Settled, AdapterError>> + Send;
 
     /// Hands an unfinished task back to the queue for redelivery (shutdown). Where the task manager can
     /// tell, this delivery does not count toward `max_deliveries`.

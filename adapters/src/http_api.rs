@@ -19,7 +19,7 @@ mod status;
 
 use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
-    Revoked, TaskStatus,
+    Revoked, Settled, TaskStatus,
 };
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -109,7 +109,7 @@ impl Consumer for HttpSource {
         Ok(Vec::new())
     }
 
-    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
+    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<Settled, AdapterError> {
         self.complete(lease, doc).await
     }
 

@@ -68,7 +68,7 @@ pub mod time;
 
 pub use capabilities::{Capabilities, TimeFlag, capabilities};
 pub use consume::{
-    ClaimRequest, ClaimSlot, Consumer, Delivery, Lease, Malformed, RevokeReason, Revoked,
+    ClaimRequest, ClaimSlot, Consumer, Delivery, Lease, Malformed, RevokeReason, Revoked, Settled,
 };
 pub use envelope::{
     Envelope, EnvelopeError, ResultDocument, ResultStatus, TaskState, TaskStatus, Usage,

@@ -32,7 +32,7 @@ mod tls;
 use crate::ops::{Cancelled, DeadFilter, DeadLetter, DeadSelection, OpsError, TypeDepth};
 use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
-    Revoked, TaskStatus,
+    Revoked, Settled, TaskStatus,
 };
 use deadpool_postgres::{Manager, ManagerConfig, Pool, RecyclingMethod};
 use migrations::{MigrateReport, SchemaState};
@@ -288,8 +288,8 @@ impl Consumer for PostgresSource {
         settle::renew(&self.s, leases).await
     }
 
-    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
-        self.settler.settle(lease, doc).await
+    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<Settled, AdapterError> {
+        self.record(lease, doc).await.map(|()| Settled::Recorded)
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), AdapterError> {
@@ -356,5 +356,12 @@ impl Queue for PostgresSource {
 impl Drop for PostgresSource {
     fn drop(&mut self) {
         self.s.stop.cancel();
+    }
+}
+
+impl PostgresSource {
+    /// Records the outcome (see [`Consumer::settle`]).
+    async fn record(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
+        self.settler.settle(lease, doc).await
     }
 }

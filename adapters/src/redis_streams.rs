@@ -33,7 +33,7 @@ mod tests;
 use crate::ops::{Cancelled, DeadFilter, DeadLetter, DeadSelection, OpsError, TypeDepth};
 use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
-    RevokeReason, Revoked, TaskStatus,
+    RevokeReason, Revoked, Settled, TaskStatus,
 };
 use parse::{Redactor, text};
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
@@ -511,14 +511,8 @@ impl Consumer for RedisSource {
         Ok(revoked)
     }
 
-    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
-        let r = self.settle_entry(lease, doc).await;
-        if !matches!(r, Err(AdapterError::Unavailable(_)))
-            && self.cancelled().remove(&lease.task_id)
-        {
-            self.cancel_done(&lease.task_id).await;
-        }
-        r
+    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<Settled, AdapterError> {
+        self.record(lease, doc).await.map(|()| Settled::Recorded)
     }
 
     /// Hands the entry back: re-added as a new entry (so a waiting host gets it at once) carrying the
@@ -619,5 +613,18 @@ impl Queue for RedisSource {
     }
     async fn set_paused(&self, task_type: &str, paused: bool) -> Result<(), OpsError> {
         self.op_set_paused(task_type, paused).await
+    }
+}
+
+impl RedisSource {
+    /// Records the outcome (see [`Consumer::settle`]).
+    async fn record(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
+        let r = self.settle_entry(lease, doc).await;
+        if !matches!(r, Err(AdapterError::Unavailable(_)))
+            && self.cancelled().remove(&lease.task_id)
+        {
+            self.cancel_done(&lease.task_id).await;
+        }
+        r
     }
 }

@@ -4,7 +4,7 @@
 
 use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
-    Revoked, TaskStatus, ops,
+    Revoked, Settled, TaskStatus, ops,
 };
 use std::time::Duration;
 
@@ -58,7 +58,7 @@ impl Consumer for Source {
     async fn renew(&self, leases: &[Lease]) -> Result<Vec<Revoked>, AdapterError> {
         dispatch!(self, s => s.renew(leases).await)
     }
-    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
+    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<Settled, AdapterError> {
         dispatch!(self, s => s.settle(lease, doc).await)
     }
     async fn release(&self, lease: &Lease) -> Result<(), AdapterError> {

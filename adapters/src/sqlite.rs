@@ -12,7 +12,7 @@
 use crate::ops::{Cancelled, DeadFilter, DeadLetter, DeadSelection, OpsError, TypeDepth};
 use crate::{
     AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
-    ResultStatus, RevokeReason, Revoked, TaskState, TaskStatus, now_ms,
+    ResultStatus, RevokeReason, Revoked, Settled, TaskState, TaskStatus, now_ms,
 };
 use rows::{claim_tx, col, count, text};
 use rusqlite::types::Value as SqlValue;
@@ -384,22 +384,8 @@ impl Consumer for SqliteSource {
         .await
     }
 
-    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
-        let error = if doc.status != ResultStatus::Dead {
-            None
-        } else {
-            doc.error_message()
-        };
-        let json = serde_json::to_string(doc)
-            .map_err(|e| AdapterError::Invalid(format!("task {}: result: {e}", lease.task_id)))?;
-        let set = "status = ?4, result = ?5, error = ?6, finished_at = ?7, lease_owner = NULL, lease_until = NULL";
-        let extra = vec![
-            SqlValue::Text(doc.status.as_str().into()),
-            json.into(),
-            error.map_or(SqlValue::Null, SqlValue::Text),
-            now_ms().into(),
-        ];
-        self.fenced(lease, set, extra).await
+    async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<Settled, AdapterError> {
+        self.record(lease, doc).await.map(|()| Settled::Recorded)
     }
 
     async fn release(&self, lease: &Lease) -> Result<(), AdapterError> {
@@ -561,5 +547,26 @@ impl Queue for SqliteSource {
                 last_error,
             }
         }))
+    }
+}
+
+impl SqliteSource {
+    /// Records the outcome (see [`Consumer::settle`]).
+    async fn record(&self, lease: &Lease, doc: &ResultDocument) -> Result<(), AdapterError> {
+        let error = if doc.status != ResultStatus::Dead {
+            None
+        } else {
+            doc.error_message()
+        };
+        let json = serde_json::to_string(doc)
+            .map_err(|e| AdapterError::Invalid(format!("task {}: result: {e}", lease.task_id)))?;
+        let set = "status = ?4, result = ?5, error = ?6, finished_at = ?7, lease_owner = NULL, lease_until = NULL";
+        let extra = vec![
+            SqlValue::Text(doc.status.as_str().into()),
+            json.into(),
+            error.map_or(SqlValue::Null, SqlValue::Text),
+            now_ms().into(),
+        ];
+        self.fenced(lease, set, extra).await
     }
 }

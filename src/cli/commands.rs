@@ -7,7 +7,7 @@ use tokio_util::sync::CancellationToken;
 use workerhost::config::{Mode, WorkerKind};
 use workerhost::observers::{LogObserver, Observers};
 use workerhost::probe;
-use workerhost::proxy::{Final, Proxy};
+use workerhost::proxy::Proxy;
 use workerhost::registry::Registry;
 use workerhost::settings::{default_host_name, unique_host_id};
 #[cfg(feature = "postgres")]
@@ -244,12 +244,13 @@ pub async fn exec(path: &Path, t: TaskArgs) -> anyhow::Result<u8> {
         let _ = tokio::signal::ctrl_c().await;
         k.cancel();
     });
-    match workerhost::host::exec_once(&proxy, worker, &env, &kill).await {
-        Final::Done { doc, last } => {
+    let judged = workerhost::host::exec_once(&proxy, worker, &env, &kill).await;
+    match (judged.document(), &judged.last) {
+        (Some(doc), Some(last)) => {
             println!("{}", serde_json::to_string(&doc)?);
-            Ok(last.exit_code() as u8)
+            Ok(last.outcome.exit_code() as u8)
         }
-        Final::Released => {
+        _ => {
             eprintln!("workerhost: interrupted");
             Ok(130)
         }

@@ -96,6 +96,9 @@ pub struct RetryPolicy {
     pub multiplier: f64,
     pub max_delay: Duration,
     pub jitter: bool,
+    /// A retry waiting longer than this goes back to the task manager as a scheduled task (where the
+    /// task manager can hold a due time), freeing its slot and lease; shorter waits stay in the host.
+    pub in_host_max: Duration,
 }
 
 impl Default for RetryPolicy {
@@ -105,6 +108,7 @@ impl Default for RetryPolicy {
             multiplier: 2.0,
             max_delay: Duration::from_secs(300),
             jitter: true,
+            in_host_max: Duration::from_secs(1),
         }
     }
 }

@@ -171,7 +171,7 @@ pub fn render(s: &HttpState, reg: &Registry, token_query: &str, ops: &OpsView) -
     }
     h.push_str("</table>");
 
-    let running = s.host.running_tasks();
+    let running = s.host.in_flight.running_tasks();
     h.push_str("<h2>In flight</h2><table id=\"in-flight\"><tr><th>task</th><th>type</th><th>worker</th><th>attempt</th><th>started</th><th>running for</th><th></th></tr>");
     if running.is_empty() {
         h.push_str("<tr><td colspan=\"7\" class=\"muted\">nothing running</td></tr>");
@@ -211,7 +211,7 @@ pub fn render(s: &HttpState, reg: &Registry, token_query: &str, ops: &OpsView) -
             ty = opt(&e.task_type),
             w = opt(&e.worker),
             a = e.attempt.map(|a| a.to_string()).unwrap_or_default(),
-            o = esc(e.outcome.unwrap_or("")),
+            o = esc(e.outcome.map(|o| o.as_str()).unwrap_or("")),
             err = opt(&e.error),
         );
     }

@@ -17,7 +17,7 @@ macro_rules! log_event {
             task_type = $e.task_type.as_deref(),
             worker = $e.worker.as_deref(),
             attempt = $e.attempt,
-            outcome = $e.outcome,
+            outcome = $e.outcome.map(|o| o.as_str()),
             duration_ms = $e.duration_ms,
             error = $e.error.as_deref(),
             "{}",

@@ -82,7 +82,7 @@ pub struct Event {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub attempt: Option<u32>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub outcome: Option<&'static str>,
+    pub outcome: Option<crate::runner::OutcomeKind>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub error: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -90,6 +90,9 @@ pub struct Event {
     /// Retry delay, on `task_retrying`.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub delay_ms: Option<u64>,
+    /// When the retry is due, on a `task_retrying` whose wait is in the task manager (section 7).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub retry_at: Option<Stamp>,
     /// What the attempt's process used (section 9), on the events that end an attempt.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub usage: Option<workerhost_adapters::Usage>,
@@ -109,6 +112,7 @@ impl Event {
             error: None,
             duration_ms: None,
             delay_ms: None,
+            retry_at: None,
             usage: None,
         }
     }

@@ -42,7 +42,7 @@ impl Observer for StatusBoard {
             EventKind::TaskStarted => {
                 if let (Some(state), Some(id), Some(a)) = (self.state.get(), &e.task_id, e.attempt)
                 {
-                    state.set_attempt(id, a);
+                    state.in_flight.set_attempt(id, a);
                 }
             }
             EventKind::TaskFailed => {

@@ -248,7 +248,7 @@ async fn an_outcome_from_a_dead_channel_settles_the_redelivery() {
     let mut settled = false;
     for _ in 0..100 {
         match s.settle(&d[0].lease, &doc("r1", "succeeded")).await {
-            Ok(()) => {
+            Ok(_) => {
                 settled = true;
                 break;
             }

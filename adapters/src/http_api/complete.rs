@@ -6,7 +6,7 @@
 
 use super::HttpSource;
 use super::client::{Answer, urlencode};
-use crate::{AdapterError, Lease, ResultDocument};
+use crate::{AdapterError, Lease, ResultDocument, Settled};
 use serde_json::{Value, json};
 
 /// The `error` string the service wants: a readable message, never an object (it would store "Array").
@@ -39,8 +39,9 @@ fn body_of(host_id: &str, doc: &ResultDocument) -> Value {
     body
 }
 
-/// What a complete's answer means for the outcome.
-fn read_answer(task_id: &str, a: &Answer) -> Result<(), AdapterError> {
+/// What a complete's answer means for the outcome. A failure the service puts back itself answers
+/// `data.status` "pending (retry)" (section 4a): the task is not dead.
+fn read_answer(task_id: &str, a: &Answer) -> Result<Settled, AdapterError> {
     let lost = |why: &str| {
         tracing::warn!(task_id, status = a.status, error = %a.error_text(), "complete refused: {why}");
         AdapterError::LeaseLost {
@@ -48,7 +49,16 @@ fn read_answer(task_id: &str, a: &Answer) -> Result<(), AdapterError> {
         }
     };
     match a.status {
-        200..=299 => Ok(()),
+        200..=299 => Ok(
+            match a
+                .data()
+                .and_then(|d| d.get("status"))
+                .and_then(Value::as_str)
+            {
+                Some(s) if s.starts_with("pending") => Settled::RerunByTaskManager,
+                _ => Settled::Recorded,
+            },
+        ),
         403 => Err(lost("another worker holds the claim now")),
         400 if a.error_text().contains("not in claimed state") => Err(lost(
             "the task is no longer claimed (an earlier complete was accepted, or the claim timed out and it went back to pending)",
@@ -77,7 +87,7 @@ impl HttpSource {
         &self,
         lease: &Lease,
         doc: &ResultDocument,
-    ) -> Result<(), AdapterError> {
+    ) -> Result<Settled, AdapterError> {
         let id = &lease.task_id;
         // The newest progress first, and none of this task's progress in flight during the complete.
         let (_gate, unsent) = self.throttle.finish(id).await;
@@ -120,7 +130,19 @@ mod tests {
         let lost = |a: &Answer| matches!(read_answer("1", a), Err(AdapterError::LeaseLost { .. }));
         let refused = |a: &Answer| matches!(read_answer("1", a), Err(AdapterError::Refused { .. }));
         let retried = |a: &Answer| matches!(read_answer("1", a), Err(AdapterError::Unavailable(_)));
-        assert!(read_answer("1", &answer(200, "")).is_ok());
+        assert_eq!(
+            read_answer("1", &answer(200, "")).ok(),
+            Some(Settled::Recorded)
+        );
+        let requeued = Answer {
+            status: 200,
+            body: json!({"success": true, "data": {"id": "1", "status": "pending (retry)"}}),
+            json: true,
+        };
+        assert_eq!(
+            read_answer("1", &requeued).ok(),
+            Some(Settled::RerunByTaskManager)
+        );
         assert!(lost(&answer(403, "Task is claimed by another worker")));
         assert!(lost(&answer(400, "Task is not in claimed state")));
         assert!(refused(&answer(404, "Task not found")));

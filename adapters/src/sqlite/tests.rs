@@ -96,7 +96,7 @@ async fn submit_all(s: &SqliteSource, tasks: &[(&str, &str)]) {
     }
 }
 
-fn is_lost(r: Result<(), AdapterError>) -> bool {
+fn is_lost<T>(r: Result<T, AdapterError>) -> bool {
     matches!(r, Err(AdapterError::LeaseLost { .. }))
 }
 

@@ -29,6 +29,7 @@ const RETRY_KEYS: &[&str] = &[
     "backoff_multiplier",
     "max_delay_seconds",
     "jitter",
+    "in_host_max_seconds",
 ];
 const WORKER_KEYS: &[&str] = &[
     "name",
@@ -149,6 +150,9 @@ fn retry(ctx: &mut Ctx, m: &Mapping, path: &str, inherit: &RetryPolicy) -> Retry
             .secs(r, &p, "max_delay_seconds", true)
             .unwrap_or(inherit.max_delay),
         jitter: ctx.boolean(r, &p, "jitter").unwrap_or(inherit.jitter),
+        in_host_max: ctx
+            .secs(r, &p, "in_host_max_seconds", true)
+            .unwrap_or(inherit.in_host_max),
     }
 }
 
