@@ -33,7 +33,13 @@ impl Observer for LogObserver {
             EventKind::TaskStarted => log_event!(debug, e, "task started"),
             EventKind::TaskSucceeded => log_event!(info, e, "task succeeded"),
             EventKind::TaskRetrying => {
-                let msg = format!("task will be retried in {} ms", e.delay_ms.unwrap_or(0));
+                let msg = match e.retry_at {
+                    Some(at) => format!(
+                        "task will be retried in {} ms, at {at}, from the task manager",
+                        e.delay_ms.unwrap_or(0)
+                    ),
+                    None => format!("task will be retried in {} ms", e.delay_ms.unwrap_or(0)),
+                };
                 log_event!(warn, e, msg)
             }
             EventKind::TaskTimedOut => log_event!(warn, e, "task attempt timed out"),

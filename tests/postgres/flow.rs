@@ -154,3 +154,16 @@ fn a_bad_address_is_reported_without_the_password() {
         assert!(!all.contains("pw-never-shown"), "{args:?}: {all}");
     }
 }
+
+/// Section 7 on PostgreSQL: a retry with a 1.5 s backoff waits in the table as a scheduled task, so
+/// the host's one slot runs the healthy tasks meanwhile; the burst waits for it to end dead.
+#[test]
+fn retries_wait_in_the_table_and_free_the_slot() {
+    let Some(db) = Db::shared("retries") else {
+        return;
+    };
+    let p = Project::new();
+    let w = crate::support::retries::failing_and_healthy_workers(&p, None);
+    p.config_with(&db.tm(""), "  concurrency: 1", &w);
+    crate::support::retries::retries_wait_in_the_task_manager(&p);
+}

@@ -127,6 +127,17 @@ fn failures_are_reported_as_strings_and_the_server_requeues_them() {
     assert_eq!(t.completions.len(), 3);
     let err = t.error_message.unwrap_or_default();
     assert!(err.starts_with("BadInput: nope"), "{err}");
+    // Each claim's failure is a `task_failed`; only the last one, which the service kept as failed,
+    // is a `task_dead_lettered` (the earlier ones it put back itself).
+    let log = text(&out.stderr);
+    let count = |what: &str| log.lines().filter(|l| l.contains(what)).count();
+    assert_eq!(count("task failed"), 3, "{log}");
+    assert_eq!(count("task dead-lettered"), 1, "{log}");
+    assert_eq!(
+        count("the task manager runs the task again itself"),
+        2,
+        "{log}"
+    );
 }
 
 #[test]

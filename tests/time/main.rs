@@ -5,6 +5,7 @@
 //! `CI=true`).
 
 mod delayed;
+mod retries;
 mod schedules;
 mod submit;
 #[path = "../support/mod.rs"]
