@@ -9,7 +9,7 @@ use crate::depth::DepthError;
 use std::fmt::Write;
 use std::time::Duration;
 use workerhost_adapters::ops::{DeadFilter, DeadLetter, TypeDepth};
-use workerhost_adapters::{Queue, TaskStatus};
+use workerhost_adapters::{Queue, TaskState, TaskStatus};
 
 /// How many dead letters the page shows.
 const DEAD_SHOWN: usize = 20;
@@ -110,11 +110,26 @@ pub fn top(h: &mut String, v: &OpsView, token_query: &str) {
                 esc(t.status.as_str()),
                 t.deliveries
             );
-            if matches!(t.status.as_str(), "queued" | "scheduled" | "running") {
+            if matches!(
+                t.status,
+                TaskState::Queued | TaskState::Scheduled | TaskState::Running
+            ) {
                 h.push(' ');
                 h.push_str(&cancel_button(&t.id, token_query));
             }
             h.push_str("</p>");
+            if let (TaskState::Scheduled, Some(at)) = (t.status, t.run_at) {
+                let why = match (&t.last_error, t.attempts) {
+                    (Some(e), n) if n > 0 => {
+                        format!(
+                            "waiting to retry until {at}: attempt {n} failed: {}",
+                            esc(e)
+                        )
+                    }
+                    _ => format!("waiting until {at}"),
+                };
+                let _ = write!(h, "<p id=\"waiting\" class=\"muted\">{why}</p>");
+            }
             if let Some(doc) = &t.result {
                 let pretty = serde_json::to_string_pretty(doc).unwrap_or_default();
                 let _ = write!(h, "<pre>{}</pre>", esc(&pretty));

@@ -2,6 +2,7 @@
 //! code, metrics checked after known task outcomes, observer hooks against real receivers, SIGHUP
 //! reload under load, the status page in headless Chromium, and the deployment files.
 
+mod browser;
 mod deploy;
 mod endpoints;
 mod hooks;

@@ -147,3 +147,32 @@ fn the_status_page_renders_in_headless_chromium() {
         Some(130)
     );
 }
+
+/// A task whose retry waits in the task manager is found on the page as "waiting to retry until ...",
+/// with the attempt that failed and its error.
+#[test]
+fn a_retry_waiting_in_the_queue_shows_when_it_runs_and_why() {
+    let p = Project::new();
+    let w = sh_worker(
+        "PrismQ.Ops.Flaky",
+        "T",
+        "    retry: { base_delay_seconds: 30, max_delay_seconds: 60, jitter: false }\n",
+    );
+    ops_config(&p, None, "", &w);
+    let host = start_host(&p, &[], &[]);
+    submit_any(&p, "T", "flaky-wait-1");
+    assert!(
+        wait_until(Duration::from_secs(20), || p
+            .status("flaky-wait-1")
+            .is_some_and(|s| s["status"] == "scheduled")),
+        "{}",
+        p.host_log()
+    );
+    let page = host.get("/?task=flaky-wait-1").body;
+    let found = page
+        .split("id=\"waiting\"")
+        .nth(1)
+        .unwrap_or_else(|| panic!("no waiting line: {page}"));
+    assert!(found.contains("waiting to retry until 20"), "{found}");
+    assert!(found.contains("attempt 1 failed: flaked"), "{found}");
+}
