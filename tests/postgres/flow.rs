@@ -167,3 +167,26 @@ fn retries_wait_in_the_table_and_free_the_slot() {
     p.config_with(&db.tm(""), "  concurrency: 1", &w);
     crate::support::retries::retries_wait_in_the_task_manager(&p);
 }
+
+/// Section 8 through the CLI on PostgreSQL: dead letters, depth, cancel, pause and resume.
+#[test]
+fn dead_letters_depth_cancel_and_pause_on_postgres() {
+    let Some(db) = Db::shared("ops") else {
+        return;
+    };
+    let p = Project::new();
+    let w = crate::support::ops::breakable_worker(&p);
+    p.config_with(&db.tm(""), "", &w);
+    crate::support::ops::dead_letters_depth_cancel_and_pause(&p);
+}
+
+#[test]
+fn a_running_task_cancelled_on_postgres_is_killed_and_recorded() {
+    let Some(db) = Db::shared("ops_running") else {
+        return;
+    };
+    let p = Project::new();
+    let w = crate::support::ops::breakable_worker(&p);
+    p.config_with(&db.tm(""), "", &w);
+    crate::support::ops::a_running_task_is_cancelled(&p);
+}

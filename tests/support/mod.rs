@@ -492,4 +492,5 @@ fn dechunk(mut b: &[u8]) -> Option<Vec<u8>> {
         b = b.get(size + 2..)?;
     }
 }
+pub mod ops;
 pub mod retries;
