@@ -16,6 +16,7 @@ import redis  # noqa: E402
 from brokers import REDIS_URL, amqp_connect  # noqa: E402
 import common  # noqa: E402
 from common import OUT, ROOT, RUN_ID, WORKER_PY, log, loadavg, machine_busy_ms, wait_quiet  # noqa: E402
+from depth import depth_section  # noqa: E402
 from instructions import instructions_section  # noqa: E402
 from latency_memory import latency_section, memory_section  # noqa: E402
 from peers import peers_section  # noqa: E402
@@ -30,6 +31,7 @@ SECTIONS = {
     "scaleout": ("5. Scale-out", scaleout_section),
     "peers": ("6. Peers", peers_section),
     "instructions": ("7. Host instructions per task (callgrind)", instructions_section),
+    "depth": ("8. Queue depth with a large history", depth_section),
 }
 
 

@@ -139,6 +139,14 @@ def tables(res):
                     "`valgrind --tool=callgrind` on `workerhost --burst` (the host process only; workers are not "
                     "traced), minus a run with nothing queued (start-up and stop). Instruction counts do not depend "
                     "on the machine's load; the last column divides section 1's CPU time by them."))
+    if s.get("depth"):
+        rows = [[r["adapter"], f"{r['finished_rows']:,} finished + {r['queued_rows']:,} queued", f3(r["median_ms"]),
+                 f3(r["max_ms"]), f"{r['cli_ms']:.1f}", r["plan"]] for r in s["depth"]]
+        out.append(("8. Queue depth with a large history (section 8 of the spec: under 5 ms)",
+                    ["task manager", "rows", "depth query median ms", "max ms", "`workerhost queue --json` ms",
+                     "plan"], rows,
+                    "The depth statement read from the adapter's source, run 50 times on one connection; the CLI "
+                    "figure is the whole command (process start, connect, query, print)."))
     return out
 
 
