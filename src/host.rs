@@ -32,6 +32,19 @@ mod screen;
 mod settle;
 mod task;
 
+/// The longest wait between claims while the task manager is unreachable.
+const CLAIM_BACKOFF_MAX: Duration = Duration::from_secs(30);
+
+/// Waits between failed claims: 100 ms, doubling, at most [`CLAIM_BACKOFF_MAX`].
+fn claim_backoff() -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder as _;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(Duration::from_millis(100))
+        .with_max_delay(CLAIM_BACKOFF_MAX)
+        .without_max_times()
+        .build()
+}
+
 /// How the host runs.
 #[derive(Debug, Clone)]
 pub struct HostOptions {
@@ -132,7 +145,6 @@ impl Host {
     pub async fn run(&self, stop: CancellationToken, kill: CancellationToken) {
         let renewer_stop = CancellationToken::new();
         let renewer = tokio::spawn(self.renew_loop(renewer_stop.clone()));
-        let mut rotate = 0usize;
         // The adapter's own waits (a 429's Retry-After) end when stopping begins, not after them.
         let watcher = {
             let (source, stop) = (self.source.clone(), stop.clone());
@@ -141,14 +153,25 @@ impl Host {
                 source.begin_shutdown();
             })
         };
-        let mut backoff = Duration::from_millis(100);
+        self.claim_loop(&stop, &kill).await;
+        watcher.abort();
+        self.drain(&kill).await;
+        renewer_stop.cancel();
+        let _ = renewer.await;
+        self.source.close().await;
+    }
+
+    /// Claims and starts tasks until `stop`, or in burst mode until nothing is left.
+    async fn claim_loop(&self, stop: &CancellationToken, kill: &CancellationToken) {
+        let mut rotate = 0usize;
+        let mut backoff = claim_backoff();
         while !stop.is_cancelled() {
             for d in self.state.in_flight.take_ready() {
-                self.start(d, &kill);
+                self.start(d, kill);
             }
             let req = self.claim_request(&mut rotate);
             if req.slots.is_empty() {
-                self.wait(Duration::from_secs(1), &stop).await;
+                self.wait(Duration::from_secs(1), stop).await;
                 continue;
             }
             // A burst may end only on an empty answer to a claim that asked every worker and that
@@ -164,16 +187,13 @@ impl Host {
             match claimed {
                 Ok(ds) if ds.is_empty() => {
                     self.mark_up(true);
-                    backoff = Duration::from_millis(100);
-                    if self.opts.burst
-                        && idle_before
-                        && asked_all
-                        && !self.state.queued_retries.pending()
-                    {
+                    backoff = claim_backoff();
+                    let retries_due = self.state.queued_retries.pending();
+                    if self.opts.burst && idle_before && asked_all && !retries_due {
                         tracing::info!(
                             "burst: nothing left to claim and nothing in flight; stopping"
                         );
-                        break;
+                        return;
                     }
                     tokio::select! {
                         _ = self.state.in_flight.changed() => {}
@@ -183,20 +203,24 @@ impl Host {
                 }
                 Ok(ds) => {
                     self.mark_up(true);
-                    backoff = Duration::from_millis(100);
+                    backoff = claim_backoff();
                     for d in ds {
-                        self.start(d, &kill);
+                        self.start(d, kill);
                     }
                 }
                 Err(e) => {
                     self.mark_up(false);
-                    tracing::warn!(error = %e, retry_in_ms = backoff.as_millis() as u64, "cannot claim tasks");
-                    self.wait(backoff, &stop).await;
-                    backoff = (backoff * 2).min(Duration::from_secs(30));
+                    let wait = backoff.next().unwrap_or(CLAIM_BACKOFF_MAX);
+                    tracing::warn!(error = %e, retry_in_ms = wait.as_millis() as u64, "cannot claim tasks");
+                    self.wait(wait, stop).await;
                 }
             }
         }
-        watcher.abort();
+    }
+
+    /// Stopping: no more claims; in-flight tasks finish within the grace period (then `kill`), and
+    /// claims that never started are handed back.
+    async fn drain(&self, kill: &CancellationToken) {
         self.tracker.close();
         self.source.stop_consuming().await;
         if !self.tracker.is_empty() {
@@ -221,9 +245,6 @@ impl Host {
                 tracing::warn!(task_id = %d.lease.task_id, error = %e, "could not hand the task back; it returns when its lease expires");
             }
         }
-        renewer_stop.cancel();
-        let _ = renewer.await;
-        self.source.close().await;
     }
 
     fn mark_up(&self, up: bool) {

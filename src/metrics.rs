@@ -80,6 +80,8 @@ fn counter_vec(name: &str, help: &str, labels: &[&str]) -> prometheus::Result<In
 
 impl Metrics {
     /// The metrics of one host; `hooks` are the configured observer hooks by label (`webhook[0]`).
+    /// Long on purpose: one declaration per metric (name, help, labels) and its registration, the
+    /// list a reader looks for in one place.
     pub fn new(hooks: Vec<(String, Arc<HookCounters>)>) -> prometheus::Result<Metrics> {
         let m = Metrics {
             registry: prometheus::Registry::new(),

@@ -47,6 +47,13 @@ impl Proxy {
     }
 }
 
+/// What follows an attempt.
+enum Next {
+    Done(Verdict),
+    /// Retry after this wait, in the host.
+    RetryHere(Duration),
+}
+
 /// The wait before retry number `retry` (1 for the first retry): `base * multiplier^(retry-1)`, capped at
 /// `max_delay`; with jitter, uniform in `[0, that]` ("full jitter", which spreads a thundering herd best).
 pub fn retry_delay(policy: &RetryPolicy, retry: u32) -> Duration {
@@ -118,45 +125,55 @@ impl Proxy {
                 duration_ms: a.duration.as_millis() as u64,
                 usage: a.usage,
             });
-            let o = &a.outcome;
-            judged.verdict = match o {
-                Outcome::Interrupted => Verdict::Released,
-                Outcome::Succeeded { result } => Verdict::Succeeded {
-                    result: result.clone(),
-                },
-                o if o.is_retriable_for(worker) && retries < worker.max_retries => {
-                    retries += 1;
-                    let delay = retry_delay(&worker.retry, retries);
-                    if self.queue_retries && delay > worker.retry.in_host_max {
-                        let delay_ms = delay.as_millis() as u64;
-                        judged.verdict = Verdict::RetryAt {
-                            at: Stamp(now_ms().saturating_add(delay_ms as i64)),
-                            delay_ms,
-                            message: o.message(),
-                        };
-                        return judged;
-                    }
-                    let mut e = self.attempt_event(EventKind::TaskRetrying, worker, task, &doc, &a);
-                    e.error = Some(o.message());
-                    e.delay_ms = Some(delay.as_millis() as u64);
-                    self.observers.emit(e);
-                    tokio::select! {
-                        _ = tokio::time::sleep(delay) => {}
-                        _ = kill.cancelled() => return judged.released(),
-                    }
-                    doc.attempt += 1;
-                    continue;
+            let delay = match self.judge(worker, &a, &mut retries) {
+                Next::Done(v) => {
+                    judged.verdict = v;
+                    return judged;
                 }
-                o => {
-                    let message = o.message();
-                    Verdict::Dead {
-                        reason: DeadReason::Outcome(o.kind()),
-                        error: dead_letter_error(&a, message.clone()),
-                        message,
-                    }
-                }
+                Next::RetryHere(delay) => delay,
             };
-            return judged;
+            let mut e = self.attempt_event(EventKind::TaskRetrying, worker, task, &doc, &a);
+            e.error = Some(a.outcome.message());
+            e.delay_ms = Some(delay.as_millis() as u64);
+            self.observers.emit(e);
+            tokio::select! {
+                _ = tokio::time::sleep(delay) => {}
+                _ = kill.cancelled() => return judged.released(),
+            }
+            doc.attempt += 1;
+        }
+    }
+
+    /// What follows an attempt: a verdict, or another attempt after a wait here. `retries` counts the
+    /// retries made (those recorded in the task manager included) and is raised for the one decided.
+    fn judge(&self, worker: &WorkerConfig, a: &Attempt, retries: &mut u32) -> Next {
+        let o = &a.outcome;
+        match o {
+            Outcome::Interrupted => Next::Done(Verdict::Released),
+            Outcome::Succeeded { result } => Next::Done(Verdict::Succeeded {
+                result: result.clone(),
+            }),
+            o if o.is_retriable_for(worker) && *retries < worker.max_retries => {
+                *retries += 1;
+                let delay = retry_delay(&worker.retry, *retries);
+                if !(self.queue_retries && delay > worker.retry.in_host_max) {
+                    return Next::RetryHere(delay);
+                }
+                let delay_ms = delay.as_millis() as u64;
+                Next::Done(Verdict::RetryAt {
+                    at: Stamp(now_ms().saturating_add(delay_ms as i64)),
+                    delay_ms,
+                    message: o.message(),
+                })
+            }
+            o => {
+                let message = o.message();
+                Next::Done(Verdict::Dead {
+                    reason: DeadReason::Outcome(o.kind()),
+                    error: dead_letter_error(a, message.clone()),
+                    message,
+                })
+            }
         }
     }
 

@@ -132,7 +132,18 @@ pub fn render(s: &HttpState, reg: &Registry, token_query: &str, ops: &OpsView) -
 
     page_ops::top(&mut h, ops, token_query);
     page_ops::queue(&mut h, ops, token_query);
+    workers(&mut h, reg, token_query);
+    in_flight(&mut h, s, token_query);
+    // The task manager's dead letters where it keeps them; else this host's own recent failures.
+    if page_ops::dead(&mut h, ops, token_query).is_none() {
+        recent_failures(&mut h, s);
+    }
+    h.push_str("</main></body></html>");
+    h
+}
 
+/// The workers table: health, counters, last error and success.
+fn workers(h: &mut String, reg: &Registry, token_query: &str) {
     h.push_str("<h2>Workers</h2><table id=\"workers\"><tr><th>name</th><th>kind</th><th>task types</th><th>health</th><th>in flight</th><th>succeeded</th><th>failed</th><th>last error</th><th>last success</th></tr>");
     for w in reg.workers() {
         let checks = worker_checks(w);
@@ -170,7 +181,10 @@ pub fn render(s: &HttpState, reg: &Registry, token_query: &str, ops: &OpsView) -
         );
     }
     h.push_str("</table>");
+}
 
+/// The tasks in flight here, each with a cancel button.
+fn in_flight(h: &mut String, s: &HttpState, token_query: &str) {
     let running = s.host.in_flight.running_tasks();
     h.push_str("<h2>In flight</h2><table id=\"in-flight\"><tr><th>task</th><th>type</th><th>worker</th><th>attempt</th><th>started</th><th>running for</th><th></th></tr>");
     if running.is_empty() {
@@ -190,11 +204,10 @@ pub fn render(s: &HttpState, reg: &Registry, token_query: &str, ops: &OpsView) -
         );
     }
     h.push_str("</table>");
+}
 
-    if page_ops::dead(&mut h, ops, token_query).is_some() {
-        h.push_str("</main></body></html>");
-        return h;
-    }
+/// This host's last failures (for task managers whose dead letters the host cannot read).
+fn recent_failures(h: &mut String, s: &HttpState) {
     let failures = s.board.recent_failures();
     h.push_str("<h2>Recent failures</h2><table id=\"failures\"><tr><th>at</th><th>task</th><th>type</th><th>worker</th><th>attempt</th><th>outcome</th><th>error</th></tr>");
     if failures.is_empty() {
@@ -215,8 +228,7 @@ pub fn render(s: &HttpState, reg: &Registry, token_query: &str, ops: &OpsView) -
             err = opt(&e.error),
         );
     }
-    h.push_str("</table></main></body></html>");
-    h
+    h.push_str("</table>");
 }
 
 #[cfg(test)]

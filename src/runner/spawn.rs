@@ -34,6 +34,9 @@ impl SpawnRunner {
     /// The timeout holds from the start to the end of the output, whatever holds the pipes: when the
     /// leader ends (or is stopped), its group is killed and so is what left the group
     /// ([`group::Group::sweep`]); output still open `kill_grace` + 1 s after the timeout is abandoned.
+    ///
+    /// Long on purpose: feeding stdin, draining stderr, reading stdout and waiting borrow the same child
+    /// and run joined in this one task (no task per pipe), which keeps them in one function.
     pub async fn run(
         &self,
         worker: &WorkerConfig,
@@ -121,30 +124,7 @@ impl SpawnRunner {
             }
         };
 
-        let (outcome, logs) = match ended {
-            Ended::TimedOut => (Outcome::host_timeout(worker), Vec::new()),
-            Ended::Killed => (Outcome::Interrupted, Vec::new()),
-            Ended::Exited(_) => match out {
-                Err(_) => (
-                    Outcome::ProtocolError {
-                        reason: format!(
-                            "stdout exceeded max_output_bytes ({max} bytes); process killed"
-                        ),
-                    },
-                    Vec::new(),
-                ),
-                Ok(stdout) => {
-                    if let Some(before) = super::output::before_result(&stdout) {
-                        tracing::debug!(task_id = %doc.id, worker = %worker.name,
-                            "stdout before the result (debug output belongs on stderr): {before}");
-                    }
-                    classify::of_exit(status, &stdout, || {
-                        let s = serving.lock().ok()?;
-                        s.tail.last_line().map(str::to_string)
-                    })
-                }
-            },
-        };
+        let (outcome, logs) = outcome_of(worker, doc, ended, out, status, &serving);
         let usage = usage.map(Usage::from);
         let outcome = outcome.under_limits(&worker.limits, usage.as_ref());
         let last_line = || serving.lock().ok()?.tail.last_line().map(str::to_string);
@@ -153,6 +133,42 @@ impl SpawnRunner {
         a.logs = logs;
         a.usage = usage;
         a
+    }
+}
+
+/// What the attempt came to, from how the process ended and what it wrote.
+fn outcome_of(
+    worker: &WorkerConfig,
+    doc: &TaskDocument,
+    ended: Ended,
+    out: Result<Vec<u8>, super::output::Overflow>,
+    status: Option<std::process::ExitStatus>,
+    serving: &Mutex<Serving>,
+) -> (Outcome, Vec<workerhost_sdk::LogLine>) {
+    match ended {
+        Ended::TimedOut => (Outcome::host_timeout(worker), Vec::new()),
+        Ended::Killed => (Outcome::Interrupted, Vec::new()),
+        Ended::Exited(_) => match out {
+            Err(_) => (
+                Outcome::ProtocolError {
+                    reason: format!(
+                        "stdout exceeded max_output_bytes ({} bytes); process killed",
+                        worker.max_output_bytes
+                    ),
+                },
+                Vec::new(),
+            ),
+            Ok(stdout) => {
+                if let Some(before) = super::output::before_result(&stdout) {
+                    tracing::debug!(task_id = %doc.id, worker = %worker.name,
+                        "stdout before the result (debug output belongs on stderr): {before}");
+                }
+                classify::of_exit(status, &stdout, || {
+                    let s = serving.lock().ok()?;
+                    s.tail.last_line().map(str::to_string)
+                })
+            }
+        },
     }
 }
 
