@@ -203,6 +203,7 @@ pub fn worker_doc(w: &WorkerEntry) -> Value {
         "failed": st.failed.load(Ordering::Relaxed),
         "restarts": st.restarts.load(Ordering::Relaxed),
         "healthy": worker_healthy(w),
+        "dependencies": crate::setup::dependencies(&w.config).state.as_str(),
         "limits": w.config.limits,
         "retry_on_resource_limit": w.config.retry_on_resource_limit,
         "user": w.config.user.as_ref().map(|u| u.name.as_str()),

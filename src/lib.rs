@@ -20,6 +20,7 @@ pub mod registry;
 pub mod runner;
 pub mod schedule;
 pub mod settings;
+pub mod setup;
 pub mod source;
 pub mod stats;
 pub mod verdict;

@@ -34,6 +34,14 @@ pub fn static_checks(w: &WorkerConfig) -> Vec<Check> {
         }
     };
     checks.push(executable_check(what, &program));
+    if matches!(w.kind, WorkerKind::Python { .. }) {
+        let d = crate::setup::dependencies(w);
+        checks.push(Check {
+            check: "dependencies",
+            ok: d.state.ok(),
+            detail: format!("{}: {}", d.state.as_str(), d.detail),
+        });
+    }
     if let Some(dir) = &w.project_path {
         let ok = dir.is_dir();
         checks.push(Check {

@@ -257,27 +257,23 @@ pub async fn exec(path: &Path, t: TaskArgs) -> anyhow::Result<u8> {
     }
 }
 
-pub fn workers(path: &Path) -> anyhow::Result<u8> {
+pub fn workers(path: &Path, json: bool) -> anyhow::Result<u8> {
     let cfg = load(path)?;
+    if json {
+        let list: Vec<serde_json::Value> = cfg.workers.iter().map(worker_json).collect();
+        println!("{}", serde_json::to_string_pretty(&list)?);
+        return Ok(0);
+    }
     println!(
         "{:<40} {:<8} {:<6} {:>8} {:>7}  TASK TYPES",
         "NAME", "KIND", "MODE", "TIMEOUT", "RETRIES"
     );
     for w in &cfg.workers {
-        let kind = match w.kind {
-            WorkerKind::Python { .. } => "python",
-            WorkerKind::Command { .. } => "command",
-            WorkerKind::Remote { .. } => "remote",
-        };
-        let mode = match w.mode {
-            Mode::Spawn => "spawn",
-            Mode::Pool => "pool",
-        };
         println!(
             "{:<40} {:<8} {:<6} {:>7}s {:>7}  {}",
             w.name,
-            kind,
-            mode,
+            kind_name(w),
+            mode_name(w),
             w.timeout.as_secs_f64(),
             w.max_retries,
             w.task_types.join(", ")
@@ -288,8 +284,53 @@ pub fn workers(path: &Path) -> anyhow::Result<u8> {
         if let Some(l) = limits_line(w) {
             println!("    {l}");
         }
+        if matches!(w.kind, WorkerKind::Python { .. }) {
+            let d = workerhost::setup::dependencies(w);
+            println!("    dependencies: {} ({})", d.state.as_str(), d.detail);
+        }
     }
     Ok(0)
+}
+
+fn kind_name(w: &workerhost::config::WorkerConfig) -> &'static str {
+    match w.kind {
+        WorkerKind::Python { .. } => "python",
+        WorkerKind::Command { .. } => "command",
+        WorkerKind::Remote { .. } => "remote",
+    }
+}
+
+fn mode_name(w: &workerhost::config::WorkerConfig) -> &'static str {
+    match w.mode {
+        Mode::Spawn => "spawn",
+        Mode::Pool => "pool",
+    }
+}
+
+/// `workers --json`: one worker as the config has it, with where its environment stands.
+fn worker_json(w: &workerhost::config::WorkerConfig) -> serde_json::Value {
+    let d = workerhost::setup::dependencies(w);
+    serde_json::json!({
+        "name": w.name,
+        "kind": kind_name(w),
+        "mode": mode_name(w),
+        "task_types": w.task_types,
+        "concurrency": w.concurrency,
+        "timeout_seconds": w.timeout.as_secs_f64(),
+        "max_retries": w.max_retries,
+        "limits": w.limits,
+        "retry_on_resource_limit": w.retry_on_resource_limit,
+        "user": w.user.as_ref().map(|u| u.name.as_str()),
+        "description": w.description,
+        "metadata": w.metadata,
+        "dependencies": d.state.as_str(),
+        "dependencies_detail": d.detail,
+        "environment": w.environment.as_ref().map(|e| serde_json::json!({
+            "python": e.python,
+            "requirements": e.requirements,
+            "venv": e.venv,
+        })),
+    })
 }
 
 /// `limits: memory_mb=512 cpu_seconds=600 ...; user: x; retry_on_resource_limit` for `workers`, when

@@ -9,6 +9,7 @@ mod operate;
 mod pause;
 mod queue;
 mod run;
+mod setup;
 mod when;
 
 use anyhow::Context;
@@ -53,7 +54,13 @@ pub enum Command {
     /// Run one task through the proxy without a queue; print the result document; exit with its code.
     Exec(TaskArgs),
     /// List the worker registry.
-    Workers,
+    Workers {
+        /// One JSON array (what `/workers` shows, without the counters).
+        #[arg(long)]
+        json: bool,
+    },
+    /// Make the managed workers' venvs (`python` + `requirements`) where missing or drifted.
+    Setup(setup::SetupArgs),
     /// Show a task's state and result.
     Status {
         /// The task id.
@@ -115,6 +122,13 @@ pub struct RunArgs {
     /// This host's id (host.id); a random suffix is added per start.
     #[arg(long, value_name = "ID")]
     pub worker_id: Option<String>,
+    /// Run `workerhost setup` first; a worker whose setup fails is not started.
+    #[arg(long)]
+    pub setup: bool,
+    /// Development: reload on a config file change, recycle a pool worker's processes when its
+    /// project_path changes.
+    #[arg(long)]
+    pub watch: bool,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -166,14 +180,15 @@ pub async fn dispatch(cli: Cli) -> u8 {
         None => run::run(&config_path, cli.run).await,
         Some(Command::Run(args)) => run::run(&config_path, merge(cli.run, args)).await,
         Some(_) if top_level_run_flags => Err(Usage(
-            "--burst, --concurrency, --listen, --log-level, --log-format and --worker-id belong to `run`".into(),
+            "--burst, --concurrency, --listen, --log-level, --log-format, --worker-id, --setup and --watch belong to `run`".into(),
         )
         .into()),
         Some(Command::Check) => commands::check(&config_path).await,
         Some(Command::Migrate) => commands::migrate(&config_path).await,
         Some(Command::Submit(t)) => commands::submit(&config_path, t).await,
         Some(Command::Exec(t)) => commands::exec(&config_path, t).await,
-        Some(Command::Workers) => commands::workers(&config_path),
+        Some(Command::Workers { json }) => commands::workers(&config_path, json),
+        Some(Command::Setup(a)) => setup::setup(&config_path, a).await,
         Some(Command::Status { id }) => commands::status(&config_path, &id).await,
         Some(Command::Completions { shell }) => docs::completions(shell),
         Some(Command::Man { subcommand }) => docs::man(subcommand.as_deref()),
@@ -208,6 +223,8 @@ fn merge(before: RunArgs, after: RunArgs) -> RunArgs {
         log_level: after.log_level.or(before.log_level),
         log_format: after.log_format.or(before.log_format),
         worker_id: after.worker_id.or(before.worker_id),
+        setup: before.setup || after.setup,
+        watch: before.watch || after.watch,
     }
 }
 

@@ -169,6 +169,21 @@ pub struct WorkerConfig {
     pub user: Option<RunAs>,
     /// Where it is in the config file (`workers[2]`), for messages that name a field.
     pub config_path: String,
+    /// `python` + `requirements`: a venv the host provisions (`workerhost setup`, section 10).
+    pub environment: Option<Environment>,
+}
+
+/// A worker environment the host manages: the venv that holds `venv_python`, made with `python`, with
+/// `requirements` installed into it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Environment {
+    /// The interpreter that creates the venv: absolute when it was given as a path, else a name looked
+    /// up on `PATH` when `setup` runs (default `python3`).
+    pub python: String,
+    /// `requirements.txt` (installed with `-r`) or `pyproject.toml` (its project is installed), absolute.
+    pub requirements: PathBuf,
+    /// The venv's folder: `venv_python` without its `bin/<name>` (absolute).
+    pub venv: PathBuf,
 }
 
 #[derive(Debug, Clone)]

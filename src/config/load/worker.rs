@@ -3,7 +3,8 @@
 
 use super::super::locate::{index_path, key_path};
 use super::super::{
-    DEFAULT_MAX_OUTPUT_BYTES, Limits, Mode, RetryPolicy, RunAs, WorkerConfig, WorkerKind,
+    DEFAULT_MAX_OUTPUT_BYTES, Environment, Limits, Mode, RetryPolicy, RunAs, WorkerConfig,
+    WorkerKind,
 };
 use super::fields::{Ctx, get, is_identifier, kind, to_json};
 use serde_yaml::{Mapping, Value};
@@ -37,6 +38,8 @@ const WORKER_KEYS: &[&str] = &[
     "metadata",
     "project_path",
     "venv_python",
+    "python",
+    "requirements",
     "module",
     "function",
     "command",
@@ -327,6 +330,7 @@ fn worker(
         Some(_) => user(ctx, m, path),
         None => d.user.clone(),
     };
+    let environment = environment(ctx, m, path, kind.as_ref(), project_path.as_deref());
     // Every field is read (and its problems recorded) before giving up on a worker without a kind.
     Some(WorkerConfig {
         name,
@@ -350,6 +354,85 @@ fn worker(
         retry_on_resource_limit: retry_on_resource_limit.unwrap_or(d.retry_on_resource_limit),
         user,
         config_path: path.to_string(),
+        environment,
+    })
+}
+
+/// `python` + `requirements` (section 10): only for a Python worker whose `venv_python` is a venv's
+/// `bin/<interpreter>`; `requirements` is relative to `project_path` (else the config's folder).
+fn environment(
+    ctx: &mut Ctx,
+    m: &Mapping,
+    path: &str,
+    kind: Option<&WorkerKind>,
+    project_path: Option<&std::path::Path>,
+) -> Option<Environment> {
+    let python = ctx.string(m, path, "python");
+    let requirements = ctx.string(m, path, "requirements");
+    let Some(requirements) = requirements else {
+        if python.is_some() {
+            ctx.problem(
+                &key_path(path, "python"),
+                "`python` needs `requirements` (the file `workerhost setup` installs into the venv)",
+            );
+        }
+        return None;
+    };
+    let field = key_path(path, "requirements");
+    if requirements.is_empty() {
+        ctx.problem(&field, "must not be empty");
+        return None;
+    }
+    let name = std::path::Path::new(&requirements)
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
+    if !(name.ends_with(".txt") || name == "pyproject.toml") {
+        let msg =
+            format!("`{requirements}` is neither a requirements file (*.txt) nor a pyproject.toml");
+        ctx.problem(&field, msg);
+        return None;
+    }
+    let interpreter = match kind {
+        Some(WorkerKind::Python { interpreter, .. }) => interpreter,
+        Some(_) => {
+            let msg = "`requirements` is for a Python worker (`venv_python` + `module`): the host makes the venv that holds `venv_python`";
+            ctx.problem(&field, msg);
+            return None;
+        }
+        None => return None,
+    };
+    // `<venv>/bin/<python>`: the venv is two levels up.
+    let venv = interpreter
+        .parent()
+        .filter(|bin| bin.file_name().is_some_and(|b| b == "bin"))
+        .and_then(|bin| bin.parent())
+        .filter(|v| v.parent().is_some());
+    let Some(venv) = venv else {
+        let msg = format!(
+            "with `requirements`, `venv_python` must be a venv's interpreter (like ./.venv/bin/python), not `{}`",
+            interpreter.display()
+        );
+        ctx.problem(&key_path(path, "venv_python"), msg);
+        return None;
+    };
+    let python = match python {
+        None => "python3".to_string(),
+        Some(p) if p.is_empty() => {
+            ctx.problem(&key_path(path, "python"), "must not be empty");
+            return None;
+        }
+        Some(p) if p.contains('/') => ctx.resolve(&p).to_string_lossy().into_owned(),
+        Some(p) => p,
+    };
+    let requirements = match project_path {
+        Some(dir) => dir.join(&requirements),
+        None => ctx.resolve(&requirements),
+    };
+    Some(Environment {
+        python,
+        requirements,
+        venv: venv.to_path_buf(),
     })
 }
 
