@@ -170,7 +170,21 @@ impl Host {
                 self.start(d, kill);
             }
             let req = self.claim_request(&mut rotate);
+            // (A worker held back because its environment could not be set up is never asked.)
+            let askable = self
+                .registry()
+                .workers()
+                .iter()
+                .filter(|w| !w.stats.held.load(Ordering::Relaxed))
+                .count();
             if req.slots.is_empty() {
+                if self.opts.burst
+                    && askable == 0
+                    && self.state.in_flight.count() == 0
+                {
+                    tracing::info!("burst: no worker can take tasks (none was set up); stopping");
+                    break;
+                }
                 self.wait(Duration::from_secs(1), stop).await;
                 continue;
             }
@@ -178,7 +192,7 @@ impl Host {
             // began with nothing in flight. Idleness is read before the claim, not after: a task that
             // finishes during the claim may have put work back (a failure the task manager requeues)
             // after the task manager answered, and that answer must not end the burst.
-            let asked_all = req.slots.len() == self.registry().workers().len();
+            let asked_all = req.slots.len() >= askable;
             let idle_before = self.state.in_flight.count() == 0;
             let claimed = self.source.claim(&req).await;
             self.state

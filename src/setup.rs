@@ -12,6 +12,10 @@ use std::process::Stdio;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+mod swap;
+pub mod watch;
+pub use swap::{Environments, Prepared};
+
 /// The stamp's file name, inside the venv.
 pub const STAMP_FILE: &str = "workerhost-stamp.json";
 /// How many installer lines a failure shows.
@@ -660,8 +664,8 @@ pub async fn setup_all(workers: &[WorkerConfig], force: bool) -> Vec<Outcome> {
 
 /// For a reload (SIGHUP): builds `w`'s changed environment in a fresh folder beside the current venv,
 /// `<venv>.<tag>`, probes it (the interpreter finds the worker's module) and returns `w` pointed at it.
-/// The venv in use is not touched.
-pub async fn build_beside(w: &WorkerConfig) -> Result<WorkerConfig, SetupError> {
+/// The venv in use (`in_use`) is not touched.
+pub async fn build_beside(w: &WorkerConfig, in_use: &Path) -> Result<WorkerConfig, SetupError> {
     let Some(env) = &w.environment else {
         return Ok(w.clone());
     };
@@ -682,6 +686,19 @@ pub async fn build_beside(w: &WorkerConfig) -> Result<WorkerConfig, SetupError> 
     }
     .tag();
     let dir = sibling(&env.venv, &tag);
+    if let (Ok(a), Ok(b)) = (std::fs::canonicalize(&dir), std::fs::canonicalize(in_use))
+        && a == b
+    {
+        return Err(SetupError {
+            worker: w.name.clone(),
+            message: format!(
+                "the venv in use, {}, is the one these requirements name but its stamp does not match: run `workerhost setup --force --worker {}` with the host stopped",
+                in_use.display(),
+                w.name
+            ),
+            tail: Vec::new(),
+        });
+    }
     let _ = remove_venv(&dir);
     let mut moved = w.clone();
     retarget(&mut moved, &dir);

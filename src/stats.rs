@@ -11,6 +11,9 @@ pub struct WorkerStats {
     pub failed: AtomicU64,
     /// False after a spawn error, true again after the next successful start.
     pub healthy: AtomicBool,
+    /// Held back (its environment could not be set up, `run --setup`): it takes no tasks, and a burst
+    /// does not wait for it.
+    pub held: AtomicBool,
     /// Pool mode: processes retired and replaced (died, timed out, task limit).
     pub restarts: std::sync::Arc<AtomicU64>,
     last: Mutex<Last>,
@@ -30,6 +33,7 @@ impl Default for WorkerStats {
             succeeded: AtomicU64::new(0),
             failed: AtomicU64::new(0),
             healthy: AtomicBool::new(true),
+            held: AtomicBool::new(false),
             restarts: std::sync::Arc::default(),
             last: Mutex::new(Last::default()),
         }

@@ -15,6 +15,7 @@ use workerhost::metrics::Metrics;
 use workerhost::observers::{Hooks, LogObserver, Observer, Observers, StatusBoard};
 use workerhost::registry::Registry;
 use workerhost::settings::{self, Flags, Settings};
+use workerhost::setup::Environments;
 
 /// Sets up logging to stderr: text or one JSON object a line. `RUST_LOG` overrides the level.
 pub fn init_logging(level: &str, json: bool) {
@@ -133,8 +134,26 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     init_logging(&s.log_level, s.json_logs);
     let host_id = settings::unique_host_id(&s.host_name);
     let source = workerhost::source::open(&cfg, &host_id).await?;
+    let envs = Arc::new(Environments::default());
+    let mut not_set_up = Vec::new();
+    if args.setup {
+        for o in envs.setup_at_start(&cfg.workers).await {
+            let secs = o.elapsed.as_secs_f64();
+            match o.result {
+                Ok(r) => tracing::info!(worker = %o.worker, seconds = secs, "setup: {}", r.detail),
+                Err(e) => {
+                    tracing::error!(
+                        seconds = secs,
+                        "setup failed, the worker is not started (its tasks wait in the queue): {e}"
+                    );
+                    not_set_up.push(o.worker);
+                }
+            }
+        }
+    }
     let registry = Registry::build(&cfg.workers, s.concurrency, cfg.host.kill_grace, None)
         .map_err(|e| Usage(e.to_string()))?;
+    envs.hold(&registry, &not_set_up);
     let listener = bind_http(&s.listen, cfg.host.token.is_some()).await?;
     let ops = Ops::start(&cfg)?;
     tracing::info!(
@@ -196,17 +215,23 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
         schedules_rx,
         stop.clone(),
     ));
+    let reloader = Arc::new(Reloadable {
+        registry: host.registry_handle(),
+        schedules: schedules_tx,
+        envs: envs.clone(),
+        config_path: config_path.to_path_buf(),
+        concurrency: s.concurrency,
+    });
     let signals = tokio::spawn(handle_signals(
         stop.clone(),
         kill.clone(),
         forced.clone(),
-        Reloadable {
-            registry: host.registry_handle(),
-            schedules: schedules_tx,
-        },
-        config_path.to_path_buf(),
-        s.concurrency,
+        reloader.clone(),
     ));
+    let sweeper = tokio::spawn(sweep_envs(envs.clone()));
+    let watcher = args
+        .watch
+        .then(|| tokio::spawn(watch(reloader.clone(), stop.clone())));
     let watchdog = CancellationToken::new();
     workerhost::notify::spawn_watchdog(watchdog.clone());
     workerhost::notify::ready();
@@ -215,6 +240,12 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     watchdog.cancel();
     signals.abort();
     scheduler.abort();
+    sweeper.abort();
+    if let Some(w) = watcher {
+        w.abort();
+    }
+    // Every task has ended: a venv swapped out by a reload is no longer used.
+    envs.sweep();
     http_stop.cancel();
     if let Some(server) = server {
         match tokio::time::timeout(Duration::from_secs(2), server).await {
@@ -237,19 +268,20 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     Ok(0)
 }
 
-/// What SIGHUP reloads: the worker registry and the schedules.
+/// What SIGHUP reloads: the worker registry (and the managed environments) and the schedules.
 struct Reloadable {
     registry: Arc<std::sync::RwLock<Arc<Registry>>>,
     schedules: tokio::sync::watch::Sender<workerhost::schedule::Schedules>,
+    envs: Arc<Environments>,
+    config_path: std::path::PathBuf,
+    concurrency: usize,
 }
 
 async fn handle_signals(
     stop: CancellationToken,
     kill: CancellationToken,
     forced: Arc<AtomicBool>,
-    reloadable: Reloadable,
-    config_path: std::path::PathBuf,
-    concurrency: usize,
+    reloadable: Arc<Reloadable>,
 ) {
     let (Ok(mut term), Ok(mut int), Ok(mut hup)) = (
         signal(SignalKind::terminate()),
@@ -265,9 +297,9 @@ async fn handle_signals(
             _ = term.recv() => "SIGTERM",
             _ = int.recv() => "SIGINT",
             _ = hup.recv() => {
-                workerhost::notify::reloading();
-                reload(&reloadable, &config_path, concurrency);
-                workerhost::notify::ready();
+                // A reload may install requirements for a while: signals are still heard meanwhile.
+                let r = reloadable.clone();
+                tokio::spawn(async move { r.reload().await });
                 continue;
             }
         };
@@ -291,35 +323,136 @@ async fn handle_signals(
     }
 }
 
-/// SIGHUP: re-reads the config and swaps the worker registry and the schedules. An invalid config keeps
-/// both as they were.
-fn reload(r: &Reloadable, path: &Path, concurrency: usize) {
-    let cfg = match workerhost::config::load(path) {
-        Ok(c) => c,
-        Err(e) => {
-            tracing::error!("reload rejected, keeping the current workers and schedules: {e}");
+impl Reloadable {
+    fn current(&self) -> Arc<Registry> {
+        match self.registry.read() {
+            Ok(g) => g.clone(),
+            Err(p) => p.into_inner().clone(),
+        }
+    }
+
+    /// SIGHUP: re-reads the config, provisions the managed environments that are not in sync (a venv in
+    /// use is built anew beside it), and swaps the worker registry and the schedules. An invalid config
+    /// keeps both as they were. One reload at a time.
+    async fn reload(&self) {
+        let _one = self.envs.lock().await;
+        workerhost::notify::reloading();
+        self.reload_inner().await;
+        workerhost::notify::ready();
+    }
+
+    async fn reload_inner(&self) {
+        let mut cfg = match workerhost::config::load(&self.config_path) {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::error!("reload rejected, keeping the current workers and schedules: {e}");
+                return;
+            }
+        };
+        let current = self.current();
+        let prepared = self.envs.prepare(&mut cfg.workers, &current).await;
+        drop(current);
+        let Ok(mut guard) = self.registry.write() else {
             return;
+        };
+        match Registry::build(
+            &cfg.workers,
+            self.concurrency,
+            cfg.host.kill_grace,
+            Some(&guard),
+        ) {
+            Ok(new) => {
+                let (added, removed, changed) = registry_diff(&guard, &new);
+                self.envs.hold(&new, &prepared.failed);
+                tracing::info!(
+                    workers = new.workers().len(),
+                    added = %added.join(", "),
+                    removed = %removed.join(", "),
+                    changed = %changed.join(", "),
+                    new_venv = %prepared.swapped.join(", "),
+                    not_set_up = %prepared.failed.join(", "),
+                    "worker registry reloaded: removed workers finish their in-flight tasks and take no more (host, task manager and observer settings apply at restart)"
+                );
+                *guard = Arc::new(new);
+                let names: Vec<&str> = cfg.schedules.iter().map(|s| s.name.as_str()).collect();
+                tracing::info!(schedules = %names.join(", "), "schedules reloaded");
+                self.schedules.send_replace(Arc::new(cfg.schedules.clone()));
+            }
+            Err(e) => tracing::error!("reload rejected, keeping the current workers: {e}"),
         }
-    };
-    let Ok(mut guard) = r.registry.write() else {
-        return;
-    };
-    match Registry::build(&cfg.workers, concurrency, cfg.host.kill_grace, Some(&guard)) {
-        Ok(new) => {
-            let (added, removed, changed) = registry_diff(&guard, &new);
-            tracing::info!(
-                workers = new.workers().len(),
-                added = %added.join(", "),
-                removed = %removed.join(", "),
-                changed = %changed.join(", "),
-                "worker registry reloaded: removed workers finish their in-flight tasks and take no more (host, task manager and observer settings apply at restart)"
-            );
-            *guard = Arc::new(new);
-            let names: Vec<&str> = cfg.schedules.iter().map(|s| s.name.as_str()).collect();
-            tracing::info!(schedules = %names.join(", "), "schedules reloaded");
-            r.schedules.send_replace(Arc::new(cfg.schedules.clone()));
+    }
+}
+
+/// Removes the venvs that reloads swapped out, once no task uses them.
+async fn sweep_envs(envs: Arc<Environments>) {
+    loop {
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        envs.sweep();
+    }
+}
+
+/// `run --watch`: the config file and the managed workers' requirements files changed → reload;
+/// a pool worker's project_path changed → its processes are replaced.
+async fn watch(r: Arc<Reloadable>, stop: CancellationToken) {
+    use std::collections::HashMap;
+    use workerhost::setup::watch::{Debounced, POLL, file_print, tree_print};
+    let config_print = |reg: &Registry| -> u64 {
+        use std::hash::{Hash, Hasher};
+        let mut h = std::collections::hash_map::DefaultHasher::new();
+        file_print(&r.config_path).hash(&mut h);
+        for w in reg.workers() {
+            if let Some(e) = &w.config.environment {
+                file_print(&e.requirements).hash(&mut h);
+            }
         }
-        Err(e) => tracing::error!("reload rejected, keeping the current workers: {e}"),
+        h.finish()
+    };
+    let pool_print = |w: &workerhost::registry::WorkerEntry| -> Option<u64> {
+        if w.config.mode != workerhost::config::Mode::Pool {
+            return None;
+        }
+        let dir = w.config.project_path.as_ref()?;
+        let skip: Vec<std::path::PathBuf> = w
+            .config
+            .environment
+            .iter()
+            .map(|e| e.venv.clone())
+            .collect();
+        Some(tree_print(dir, &skip))
+    };
+    let mut cfg_seen = Debounced::new(config_print(&r.current()));
+    let mut pools: HashMap<String, Debounced> = HashMap::new();
+    for w in r.current().workers() {
+        if let Some(now) = pool_print(w) {
+            pools.insert(w.config.name.clone(), Debounced::new(now));
+        }
+    }
+    tracing::info!(config = %r.config_path.display(), "watching the config file, the requirements files and the pool workers' project_path for changes");
+    loop {
+        tokio::select! {
+            _ = stop.cancelled() => return,
+            _ = tokio::time::sleep(POLL) => {}
+        }
+        let reg = r.current();
+        if cfg_seen.changed(config_print(&reg)) {
+            tracing::info!("watch: the config file or a requirements file changed: reloading");
+            drop(reg);
+            r.reload().await;
+            cfg_seen = Debounced::new(config_print(&r.current()));
+            continue;
+        }
+        for w in reg.workers() {
+            let Some(now) = pool_print(w) else {
+                continue;
+            };
+            let seen = pools
+                .entry(w.config.name.clone())
+                .or_insert_with(|| Debounced::new(now));
+            if seen.changed(now) {
+                let idle = w.runner.recycle();
+                tracing::info!(worker = %w.config.name, idle_ended = idle, "watch: project_path changed: the pool's processes are replaced (busy ones after their task)");
+            }
+        }
     }
 }
 

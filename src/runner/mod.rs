@@ -76,6 +76,15 @@ impl Runner {
         })
     }
 
+    /// A pool's processes are replaced (idle ones now, busy ones after their task); other runners start
+    /// a process per attempt anyway. Returns how many idle processes were ended.
+    pub fn recycle(&self) -> usize {
+        match self {
+            Runner::Pool(p) => p.recycle(),
+            _ => 0,
+        }
+    }
+
     /// Runs one attempt of `doc`. `kill` is the host's forced stop: the attempt ends at once,
     /// [`Outcome::Interrupted`]. Progress lines on stderr go to `progress`.
     pub async fn run(

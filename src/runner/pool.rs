@@ -30,6 +30,8 @@ pub struct Pool {
     slots: Semaphore,
     restarts: Arc<AtomicU64>,
     kill_grace: Duration,
+    /// Bumped by [`Pool::recycle`]: a process started before goes when its task ends.
+    generation: AtomicU64,
 }
 
 impl std::fmt::Debug for Pool {
@@ -49,6 +51,8 @@ struct PoolProcess {
     stdin: ChildStdin,
     stdout: BufReader<ChildStdout>,
     served: u64,
+    /// The pool's generation when it started.
+    generation: u64,
     /// The task being served, for the stderr reader.
     serving: Arc<Mutex<Serving>>,
 }
@@ -85,7 +89,24 @@ impl Pool {
             slots: Semaphore::new(worker.pool_size.max(1)),
             restarts,
             kill_grace,
+            generation: AtomicU64::new(0),
         }
+    }
+
+    /// Ends the idle processes now and the busy ones when their task ends, so that the next tasks get
+    /// fresh processes (`run --watch` after a change to the worker's code). Returns how many were idle.
+    pub fn recycle(&self) -> usize {
+        self.generation.fetch_add(1, Ordering::SeqCst);
+        let idle = self
+            .idle
+            .lock()
+            .map(|mut v| std::mem::take(&mut *v))
+            .unwrap_or_default();
+        let n = idle.len();
+        for p in idle {
+            self.retire(p, true);
+        }
+        n
     }
 
     /// Processes alive and idle right now.
@@ -117,6 +138,7 @@ impl Pool {
             stdin,
             stdout: BufReader::new(stdout),
             served: 0,
+            generation: self.generation.load(Ordering::SeqCst),
             serving,
         })
     }
@@ -168,7 +190,8 @@ impl Pool {
             })
             .unwrap_or_default();
         p.served += 1;
-        let limit_reached = cfg.max_tasks_per_process.is_some_and(|m| p.served >= m);
+        let limit_reached = cfg.max_tasks_per_process.is_some_and(|m| p.served >= m)
+            || p.generation != self.generation.load(Ordering::SeqCst);
         if keep && !limit_reached {
             if let Ok(mut idle) = self.idle.lock() {
                 idle.push(p);
