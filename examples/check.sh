@@ -1,5 +1,6 @@
 #!/bin/sh
-# Smoke check of the examples: sets up the Python examples' venvs (setup-venvs.sh), then runs each
+# Smoke check of the examples: sets up the Python examples' venvs (`workerhost setup` with the repository's
+# workerhost_config.yaml; $WORKERHOST names the binary, default target/release/workerhost), then runs each
 # example by hand the way its README shows (`echo '{"id":"1",...}' | worker`) and checks the exit code
 # and the result line. Exit 0 when every check passes.
 #
@@ -7,7 +8,9 @@
 set -u
 here=$(cd "$(dirname "$0")" && pwd)
 cd "$here"
-./setup-venvs.sh || exit 1
+W=${WORKERHOST:-$here/../target/release/workerhost}
+[ -x "$W" ] || (cd "$here/.." && cargo build --release --locked -p workerhost) || exit 1
+"$W" setup --config "$(cd "$here/.." && pwd)/workerhost_config.yaml" || exit 1
 
 failures=0
 out=$(mktemp)

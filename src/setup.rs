@@ -26,7 +26,8 @@ pub const PARALLEL: usize = 4;
 /// What `setup` installed, written as JSON into the venv.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Stamp {
-    /// The requirements file (absolute).
+    /// The requirements file, relative to the worker's `project_path` when it is inside it (so that a
+    /// project copied or moved with its venv stays in sync), else absolute.
     pub requirements: PathBuf,
     /// sha256 of its bytes, hex.
     pub requirements_sha256: String,
@@ -96,6 +97,21 @@ fn sha256_file(p: &Path) -> std::io::Result<String> {
     Ok(hex(&Sha256::digest(std::fs::read(p)?)))
 }
 
+/// What the stamp records of the requirements file: see [`Stamp::requirements`].
+fn requirements_key(w: &WorkerConfig, env: &Environment) -> PathBuf {
+    w.project_path
+        .as_deref()
+        .and_then(|p| env.requirements.strip_prefix(p).ok())
+        .map(Path::to_path_buf)
+        .unwrap_or_else(|| env.requirements.clone())
+}
+
+/// Whether two paths name one file (`a/../b` and `b`, or through a symlink).
+fn same_file(a: &Path, b: &Path) -> bool {
+    a == b
+        || matches!((std::fs::canonicalize(a), std::fs::canonicalize(b)), (Ok(x), Ok(y)) if x == y)
+}
+
 /// The stamp in `venv`, if there is a readable one.
 pub fn read_stamp(venv: &Path) -> Option<Stamp> {
     let text = std::fs::read(venv.join(STAMP_FILE)).ok()?;
@@ -142,13 +158,14 @@ pub fn dependencies(w: &WorkerConfig) -> DependencyState {
             );
         }
     };
-    if stamp.requirements != env.requirements {
+    let named = requirements_key(w, env);
+    if stamp.requirements != named && !same_file(&stamp.requirements, &env.requirements) {
         return state(
             Dependencies::Drifted,
             format!(
                 "the venv was set up from {}, the config names {}",
                 stamp.requirements.display(),
-                env.requirements.display()
+                named.display()
             ),
         );
     }
@@ -355,16 +372,30 @@ fn in_sync(w: &WorkerConfig, env: &Environment, version: &str) -> Option<Stamp> 
     read_stamp(&env.venv).filter(|s| s.python_version == version)
 }
 
-/// Removes a venv folder (a symlink to one: the link and its target).
+/// Removes a venv folder. A symlink loses its target too when that is a `<venv>.<tag>` beside it (the
+/// layout a reload leaves); a link to anywhere else is only unlinked.
 pub fn remove_venv(venv: &Path) -> std::io::Result<()> {
     match std::fs::symlink_metadata(venv) {
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
         Err(e) => Err(e),
         Ok(m) if m.file_type().is_symlink() => {
-            let target = std::fs::canonicalize(venv);
+            let target = std::fs::read_link(venv);
             std::fs::remove_file(venv)?;
+            let prefix = format!(
+                "{}.",
+                venv.file_name().unwrap_or_default().to_string_lossy()
+            );
             match target {
-                Ok(t) if t.is_dir() => std::fs::remove_dir_all(t),
+                Ok(t)
+                    if t.components().count() == 1 && t.to_string_lossy().starts_with(&prefix) =>
+                {
+                    let t = venv.with_file_name(t);
+                    if t.is_dir() {
+                        std::fs::remove_dir_all(t)
+                    } else {
+                        Ok(())
+                    }
+                }
                 _ => Ok(()),
             }
         }
@@ -588,7 +619,7 @@ async fn build_inner(
         }
     };
     let stamp = Stamp {
-        requirements: env.requirements.clone(),
+        requirements: requirements_key(w, env),
         requirements_sha256: sha,
         python: env.python.clone(),
         python_version: version.to_string(),
@@ -677,7 +708,7 @@ pub async fn build_beside(w: &WorkerConfig, in_use: &Path) -> Result<WorkerConfi
         tail: Vec::new(),
     })?;
     let tag = Stamp {
-        requirements: env.requirements.clone(),
+        requirements: requirements_key(w, env),
         requirements_sha256: sha,
         python: env.python.clone(),
         python_version: version.clone(),
@@ -771,6 +802,24 @@ mod tests {
             ..s
         };
         assert_ne!(changed.tag(), t);
+    }
+
+    #[test]
+    fn removing_a_linked_venv_removes_a_sibling_target_only() {
+        let t = tempfile::tempdir().expect("tempdir");
+        let venv = t.path().join(".venv");
+        let tagged = t.path().join(".venv.0123abcd");
+        std::fs::create_dir_all(tagged.join("bin")).expect("mkdir");
+        std::os::unix::fs::symlink(".venv.0123abcd", &venv).expect("link");
+        remove_venv(&venv).expect("remove");
+        assert!(!tagged.exists() && std::fs::symlink_metadata(&venv).is_err());
+        // A link to a venv elsewhere (a copy of a project linking the original's) is only unlinked.
+        let elsewhere = t.path().join("other/venv");
+        std::fs::create_dir_all(elsewhere.join("bin")).expect("mkdir");
+        std::os::unix::fs::symlink(&elsewhere, &venv).expect("link");
+        remove_venv(&venv).expect("remove");
+        assert!(elsewhere.join("bin").is_dir());
+        assert!(std::fs::symlink_metadata(&venv).is_err());
     }
 
     #[test]

@@ -55,8 +55,8 @@ fn other_readmes(root: &Path) -> Vec<String> {
 
 /// What the docs' commands use, made once per run in the repository itself: the release build (`cargo
 /// build --release --workspace`, the README's install step) and the examples' venvs
-/// (`examples/setup-venvs.sh`, as examples/check.sh makes them), which every scratch copy links. Both are
-/// no-ops when up to date.
+/// (`workerhost setup` with the repository's workerhost_config.yaml, as examples/check.sh makes them),
+/// which every scratch copy links. Both are no-ops when up to date.
 fn prepare() {
     static DONE: OnceLock<()> = OnceLock::new();
     DONE.get_or_init(|| {
@@ -72,11 +72,15 @@ fn prepare() {
             "cargo build --release --workspace --locked failed"
         );
         println!("release build: {:.1} s", started.elapsed().as_secs_f64());
-        let st = runner::reader_env(&mut Command::new("examples/setup-venvs.sh"))
+        let st = runner::reader_env(&mut Command::new(repo().join("target/release/workerhost")))
+            .args(["setup", "--config", "workerhost_config.yaml"])
             .current_dir(repo())
             .status()
-            .expect("examples/setup-venvs.sh");
-        assert!(st.success(), "examples/setup-venvs.sh failed");
+            .expect("workerhost setup");
+        assert!(
+            st.success(),
+            "workerhost setup (the examples' venvs) failed"
+        );
     });
 }
 

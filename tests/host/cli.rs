@@ -260,6 +260,13 @@ fn the_shipped_config_loads_and_its_python_example_runs() {
         o.contains("example.python.echo") && o.contains("example.rust.reverse"),
         "{o}"
     );
+    // The echo worker runs from a venv of its own, which `setup` makes (a no-op when in sync).
+    let out = std::process::Command::new(BIN)
+        .args(["setup", "--worker", "example.python.echo", "--config"])
+        .arg(&cfg)
+        .output()
+        .expect("run");
+    assert_eq!(out.status.code(), Some(0), "{}", text(&out.stdout));
     let out = std::process::Command::new(BIN)
         .args([
             "exec",
