@@ -178,10 +178,7 @@ impl Host {
                 .filter(|w| !w.stats.held.load(Ordering::Relaxed))
                 .count();
             if req.slots.is_empty() {
-                if self.opts.burst
-                    && askable == 0
-                    && self.state.in_flight.count() == 0
-                {
+                if self.opts.burst && askable == 0 && self.state.in_flight.count() == 0 {
                     tracing::info!("burst: no worker can take tasks (none was set up); stopping");
                     break;
                 }

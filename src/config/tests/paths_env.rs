@@ -135,3 +135,30 @@ fn locate_block_and_flow() {
         "a broken file gives what came before"
     );
 }
+
+#[test]
+fn python_and_requirements_resolve_to_a_managed_environment() {
+    let c = ok_with(
+        "workers:\n  - name: a\n    project_path: ./proj\n    venv_python: ./proj/.venv/bin/python\n    python: ./py/bin/python3.11\n    requirements: reqs/requirements.txt\n    module: app\n    task_types: [A]\n  - name: b\n    venv_python: ./b/venv/bin/python\n    requirements: pyproject.toml\n    module: app\n    task_types: [B]\n  - name: c\n    venv_python: ./c/venv/bin/python\n    module: app\n    task_types: [C]\n",
+        &[],
+    );
+    let base = Path::new(super::CFG).parent().expect("the config's folder");
+    let a = c.workers[0].environment.as_ref().expect("managed");
+    assert_eq!(a.venv, base.join("proj/.venv"));
+    assert_eq!(a.requirements, base.join("proj/reqs/requirements.txt"));
+    assert_eq!(
+        a.python,
+        base.join("py/bin/python3.11").display().to_string()
+    );
+    let b = c.workers[1].environment.as_ref().expect("managed");
+    assert_eq!(
+        b.python, "python3",
+        "the default, looked up when setup runs"
+    );
+    assert_eq!(
+        b.requirements,
+        base.join("pyproject.toml"),
+        "without project_path: the config's folder"
+    );
+    assert_eq!(c.workers[2].environment, None);
+}
