@@ -132,3 +132,68 @@ impl TaskManagerSettings {
         }
     }
 }
+
+#[cfg(feature = "schema")]
+impl TaskManagerSettings {
+    /// The JSON Schema of `task_manager:` as the config loader reads it: `type` (absent: `sqlite`)
+    /// picks the adapter whose settings type every key; a key of another adapter is let through
+    /// untyped (one file may serve several types), a key of none is refused. Each adapter's part is
+    /// its settings struct's derived schema.
+    pub fn json_schema(generator: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        use schemars::JsonSchema;
+        use serde_json::{Map, Value, json};
+        let parts: [(&str, schemars::Schema); 5] = [
+            ("sqlite", crate::sqlite::Settings::json_schema(generator)),
+            (
+                "redis",
+                crate::redis_streams::Settings::json_schema(generator),
+            ),
+            ("amqp", crate::amqp::Settings::json_schema(generator)),
+            ("http", crate::http_api::Settings::json_schema(generator)),
+            (
+                "postgres",
+                crate::postgres::Settings::json_schema(generator),
+            ),
+        ];
+        let mut keys = Map::new();
+        keys.insert(
+            "type".into(),
+            json!({
+                "description": "The task manager (default sqlite).",
+                "enum": KINDS,
+            }),
+        );
+        let mut cases = Vec::new();
+        for (kind, part) in parts {
+            let mut part = part.to_value();
+            if let Value::Object(o) = &mut part {
+                // The union below refuses unknown keys; `type` and other adapters' keys pass here.
+                o.remove("additionalProperties");
+                o.remove("title");
+                o.insert("description".into(), json!(format!("type: {kind}")));
+                if let Some(Value::Object(props)) = o.get("properties") {
+                    for (k, v) in props {
+                        let description = v.get("description").cloned().unwrap_or(json!(""));
+                        keys.entry(k.clone())
+                            .or_insert_with(|| json!({ "description": description }));
+                    }
+                }
+            }
+            let when = if kind == "sqlite" {
+                json!({ "anyOf": [
+                    { "not": { "required": ["type"] } },
+                    { "properties": { "type": { "const": kind } }, "required": ["type"] }
+                ] })
+            } else {
+                json!({ "properties": { "type": { "const": kind } }, "required": ["type"] })
+            };
+            cases.push(json!({ "if": when, "then": part }));
+        }
+        let mut out = Map::new();
+        out.insert("type".into(), json!("object"));
+        out.insert("properties".into(), Value::Object(keys));
+        out.insert("additionalProperties".into(), json!(false));
+        out.insert("allOf".into(), Value::Array(cases));
+        schemars::Schema::from(out)
+    }
+}

@@ -1,5 +1,6 @@
-//! `completions` and `man`: both generated from the same clap definition as the parser itself, so they can
-//! never list a flag the binary does not take. Neither reads a config file.
+//! `completions`, `man` and `schema`. The first two are generated from the same clap definition as the
+//! parser itself, so they can never list a flag the binary does not take; the schema comes from the
+//! config loader's own tables. None reads a config file.
 
 use super::Cli;
 use clap::CommandFactory;
@@ -24,6 +25,13 @@ pub fn completions(shell: Shell) -> anyhow::Result<u8> {
     let mut script = Vec::new();
     clap_complete::generate(shell, &mut cmd, "workerhost", &mut script);
     print_all(&script)
+}
+
+/// `workerhost schema`: the config file's JSON Schema, derived from the loader's own tables.
+pub fn schema() -> anyhow::Result<u8> {
+    let mut text = serde_json::to_string_pretty(&workerhost::config::schema::schema())?;
+    text.push('\n');
+    print_all(text.as_bytes())
 }
 
 /// Writes to stdout; a reader that went away (`| head`) is not an error.

@@ -76,6 +76,8 @@ pub enum Command {
         /// A subcommand's own page (workerhost-SUB(1)).
         subcommand: Option<String>,
     },
+    /// Print the JSON Schema (draft 2020-12) of the config file (needs no config).
+    Schema,
     /// List the configured schedules with their next three ticks.
     Schedules,
     /// Cancel a queued, scheduled or running task (a finished one is left as it is: exit 1).
@@ -192,6 +194,7 @@ pub async fn dispatch(cli: Cli) -> u8 {
         Some(Command::Status { id }) => commands::status(&config_path, &id).await,
         Some(Command::Completions { shell }) => docs::completions(shell),
         Some(Command::Man { subcommand }) => docs::man(subcommand.as_deref()),
+        Some(Command::Schema) => docs::schema(),
         Some(Command::Schedules) => commands::schedules(&config_path),
         Some(Command::Cancel { id }) => cancel::cancel(&config_path, &id).await,
         Some(Command::Dead(cmd)) => dead::dead(&config_path, cmd).await,

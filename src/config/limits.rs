@@ -27,10 +27,6 @@ pub struct Limits {
 pub const CPU_HARD_EXTRA_SECONDS: u64 = 5;
 
 impl Limits {
-    /// The keys of `limits:`.
-    pub const KEYS: &'static [&'static str] =
-        &["memory_mb", "cpu_seconds", "open_files", "processes"];
-
     /// `self`'s fields where set, else `inherit`'s (a worker's `limits:` refines the defaults').
     pub fn over(self, inherit: Limits) -> Limits {
         Limits {

@@ -20,40 +20,17 @@ mod worker;
 
 use super::expand::{Env, expand_tree};
 use super::locate::{key_path, locate};
+use super::schema::{self, keys};
 use super::{Config, ConfigError, HostConfig, ObserverConfig, Problem};
 use fields::{Ctx, get, kind};
 use serde_yaml::{Mapping, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-const TOP_KEYS: &[&str] = &[
-    "version",
-    "host",
-    "task_manager",
-    "defaults",
-    "workers",
-    "observers",
-    "schedules",
-];
-const HOST_KEYS: &[&str] = &[
-    "id",
-    "concurrency",
-    "shutdown_grace_seconds",
-    "kill_grace_seconds",
-    "http",
-    "logging",
-];
-const OBSERVER_KEYS: &[&str] = &["type", "url", "command", "events", "timeout"];
-const EVENTS: &[&str] = &[
-    "task_received",
-    "task_started",
-    "task_retrying",
-    "task_succeeded",
-    "task_failed",
-    "task_timed_out",
-    "task_dead_lettered",
-    "worker_unhealthy",
-];
+// The key tables are the field lists of the structs that also make the JSON Schema (`super::schema`).
+fn events() -> &'static [&'static str] {
+    keys::<schema::Event>()
+}
 
 /// Reads and resolves the config file at `path`, with the process environment.
 pub fn load(path: &Path) -> Result<Config, ConfigError> {
@@ -145,7 +122,7 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<Config, ConfigError
             &empty
         }
     };
-    ctx.check_keys(root, "", TOP_KEYS);
+    ctx.check_keys(root, "", keys::<schema::File>());
     let version = version(&mut ctx, root);
     let host = host(&mut ctx, root);
     let task_manager = task_manager::task_manager(&mut ctx, root);
@@ -200,11 +177,11 @@ fn version(ctx: &mut Ctx, root: &Mapping) -> String {
 fn host(ctx: &mut Ctx, root: &Mapping) -> HostConfig {
     let empty = Mapping::new();
     let m = ctx
-        .mapping(root, "", "host", Some(HOST_KEYS))
+        .mapping(root, "", "host", Some(keys::<schema::Host>()))
         .unwrap_or(&empty);
     let p = "host";
     let http = ctx
-        .mapping(m, p, "http", Some(&["listen", "token"]))
+        .mapping(m, p, "http", Some(keys::<schema::Http>()))
         .unwrap_or(&empty);
     let listen = ctx.string(http, "host.http", "listen");
     if let Some(l) = listen.as_deref().filter(|l| *l != "off") {
@@ -217,7 +194,7 @@ fn host(ctx: &mut Ctx, root: &Mapping) -> HostConfig {
         }
     }
     let logging = ctx
-        .mapping(m, p, "logging", Some(&["level", "format"]))
+        .mapping(m, p, "logging", Some(keys::<schema::Logging>()))
         .unwrap_or(&empty);
     let log_format = ctx.string(logging, "host.logging", "format");
     if let Some(f) = log_format
@@ -269,16 +246,16 @@ fn observers(ctx: &mut Ctx, root: &Mapping) -> Vec<ObserverConfig> {
             );
             continue;
         };
-        ctx.check_keys(m, &path, OBSERVER_KEYS);
+        ctx.check_keys(m, &path, keys::<schema::Observer>());
         let events = ctx.str_list(m, &path, "events").map(|list| {
             for (j, e) in &list {
-                if !EVENTS.contains(&e.as_str()) {
+                if !events().contains(&e.as_str()) {
                     let field = super::locate::index_path(&key_path(&path, "events"), *j);
                     ctx.problem(
                         &field,
                         format!(
                             "unknown event `{e}` (expected one of: {})",
-                            EVENTS.join(", ")
+                            events().join(", ")
                         ),
                     );
                 }

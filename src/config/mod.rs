@@ -6,6 +6,7 @@ mod limits;
 mod load;
 mod locate;
 pub mod schedule;
+pub mod schema;
 #[cfg(test)]
 mod tests;
 

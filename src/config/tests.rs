@@ -3,6 +3,7 @@ use std::path::Path;
 
 mod paths_env;
 mod schedules;
+mod schema;
 mod task_manager;
 
 fn env_of(pairs: &[(&str, &str)]) -> impl Fn(&str) -> Option<String> {

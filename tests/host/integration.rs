@@ -139,3 +139,25 @@ fn man_page_lists_every_subcommand_and_each_has_its_own_page() {
         assert!(text(&r.stderr).trim().is_empty(), "{}", text(&r.stderr));
     }
 }
+
+#[test]
+fn schema_prints_the_committed_json_schema_without_a_config() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = Command::new(BIN)
+        .arg("schema")
+        .current_dir(dir.path())
+        .output()
+        .expect("run");
+    assert!(out.status.success(), "{}", text(&out.stderr));
+    let printed: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(
+        printed["$schema"],
+        "https://json-schema.org/draft/2020-12/schema"
+    );
+    let committed = std::fs::read(concat!(
+        env!("CARGO_MANIFEST_DIR"),
+        "/workerhost.schema.json"
+    ))
+    .expect("workerhost.schema.json");
+    assert_eq!(text(&out.stdout), text(&committed));
+}

@@ -8,6 +8,7 @@ use std::time::Duration;
 
 /// `queue_type`: how the queue is declared (`x-queue-type`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(rename_all = "lowercase")]
 pub enum QueueType {
     Classic,
@@ -18,13 +19,19 @@ pub(super) const DEFAULT_URL: &str = "amqp://127.0.0.1:5672/%2f";
 
 /// `type: amqp`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Default `amqp://127.0.0.1:5672/%2f`.
     #[serde(deserialize_with = "opt_text")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::settings::de::Text>")
+    )]
     pub url: Option<String>,
     /// The queue consumed and published to (default `workerhost.tasks`).
     #[serde(deserialize_with = "text")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::settings::de::Text"))]
     pub queue: String,
     /// `None`: declared without `x-queue-type` (the broker's default, classic on 3.x).
     pub queue_type: Option<QueueType>,
@@ -35,16 +42,32 @@ pub struct Settings {
     /// Where dead letters are published when the queue has no dead-letter exchange
     /// (default `<queue>.dead`, declared durable); see [`Settings::dead_letter_queue`].
     #[serde(rename = "dead_letter_queue", deserialize_with = "opt_text")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::settings::de::Text>")
+    )]
     pub dead_letter_queue_name: Option<String>,
     /// The queue's `x-dead-letter-exchange`, when it has one: dead letters are then
     /// `basic.nack(requeue=false)`ed and the broker routes them.
     #[serde(deserialize_with = "opt_text")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::settings::de::Text>")
+    )]
     pub dead_letter_exchange: Option<String>,
     /// Every result document is also published to this exchange (persistent), with
     /// `result_routing_key` (default: the queue name).
     #[serde(deserialize_with = "opt_text")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::settings::de::Text>")
+    )]
     pub result_exchange: Option<String>,
     #[serde(deserialize_with = "opt_text")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::settings::de::Text>")
+    )]
     pub result_routing_key: Option<String>,
     /// `x-consumer-timeout` of the consumer, in ms (brokers 3.11.15+). Default: the longest a delivery
     /// can stay unacknowledged on the host, plus a minute (set when the adapter is opened).

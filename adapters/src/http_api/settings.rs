@@ -8,19 +8,33 @@ use std::time::Duration;
 
 /// `type: http`: the PrismQ TaskManager API.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The API base URL, ending in `/api` (required).
     #[serde(deserialize_with = "opt_text")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::settings::de::Text>")
+    )]
     pub url: Option<String>,
     /// Sent as `X-API-Key`; usually `${TASKMANAGER_API_KEY}`. Opening fails when it is empty.
     #[serde(deserialize_with = "text")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::settings::de::Text"))]
     pub api_key: String,
     /// How long an idle host waits between claims (default 5 s).
     pub poll_interval: Seconds,
     #[serde(deserialize_with = "opt_text")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::settings::de::Text>")
+    )]
     pub claim_sort_by: Option<String>,
     #[serde(deserialize_with = "opt_text")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::settings::de::Text>")
+    )]
     pub claim_sort_order: Option<String>,
     /// The service's own claim timeout (default 300 s): `workerhost check` warns about workers that may
     /// run longer, since the service has no heartbeat.

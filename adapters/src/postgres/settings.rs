@@ -11,14 +11,20 @@ const MAX_SCHEMA: usize = 50;
 
 /// `type: postgres`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// `postgresql://...` or the key=value form; default the local server, database `postgres`. Shown
     /// with the password hidden everywhere.
     #[serde(deserialize_with = "opt_text")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::settings::de::Text>")
+    )]
     pub url: Option<String>,
     /// Every object of workerhost lives in this schema (default `workerhost`).
     #[serde(deserialize_with = "text")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::settings::de::Text"))]
     pub schema: String,
     /// How long a claim or renewal holds a task (default 30 s, at least 1).
     pub lease_seconds: Seconds,

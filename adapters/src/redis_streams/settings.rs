@@ -12,16 +12,23 @@ pub const MAX_BLOCK_MS: u64 = 10_000;
 
 /// `type: redis`.
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Default `redis://127.0.0.1:6379/0`.
     #[serde(deserialize_with = "opt_text")]
+    #[cfg_attr(
+        feature = "schema",
+        schemars(with = "Option<crate::settings::de::Text>")
+    )]
     pub url: Option<String>,
     /// The stream read (default `workerhost:tasks`); the other keys are named after it.
     #[serde(deserialize_with = "text")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::settings::de::Text"))]
     pub stream: String,
     /// The consumer group (default `workerhost`).
     #[serde(deserialize_with = "text")]
+    #[cfg_attr(feature = "schema", schemars(with = "crate::settings::de::Text"))]
     pub group: String,
     /// Entries idle longer than this are taken over from their (dead) host (default 30 s).
     pub lease_seconds: Seconds,

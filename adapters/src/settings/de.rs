@@ -74,7 +74,8 @@ pub fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Er
     Ok(Option::<T>::deserialize(d)?.map(|t| t.0))
 }
 
-/// The keys of settings struct `T`: the `fields` its derived `Deserialize` hands to `deserialize_struct`.
+/// The keys of settings struct `T`: the `fields` its derived `Deserialize` hands to `deserialize_struct`
+/// (for an enum: the `variants` it hands to `deserialize_enum`).
 pub fn keys<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
     let mut fields: &'static [&'static str] = &[];
     let _ = T::deserialize(Probe(&mut fields));
@@ -101,8 +102,53 @@ impl<'de> Deserializer<'de> for Probe<'_> {
         Err(de::Error::custom("probed"))
     }
 
+    fn deserialize_enum<V: Visitor<'de>>(
+        self,
+        _name: &'static str,
+        variants: &'static [&'static str],
+        _visitor: V,
+    ) -> Result<V::Value, Self::Error> {
+        *self.0 = variants;
+        Err(de::Error::custom("probed"))
+    }
+
     forward_to_deserialize_any! {
         bool i8 i16 i32 i64 i128 u8 u16 u32 u64 u128 f32 f64 char str string bytes byte_buf option unit
-        unit_struct newtype_struct seq tuple tuple_struct map enum identifier ignored_any
+        unit_struct newtype_struct seq tuple tuple_struct map identifier ignored_any
+    }
+}
+
+/// The JSON Schema of [`Seconds`]: a number greater than 0.
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Seconds {
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Seconds".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({
+            "type": "number",
+            "exclusiveMinimum": 0,
+            "description": "A number of seconds greater than 0 (fractions allowed)."
+        })
+    }
+}
+
+/// What [`text`] takes, for the JSON Schema of a field read with it: a string or a number.
+#[cfg(feature = "schema")]
+pub struct Text;
+
+#[cfg(feature = "schema")]
+impl schemars::JsonSchema for Text {
+    fn inline_schema() -> bool {
+        true
+    }
+
+    fn schema_name() -> std::borrow::Cow<'static, str> {
+        "Text".into()
+    }
+
+    fn json_schema(_: &mut schemars::SchemaGenerator) -> schemars::Schema {
+        schemars::json_schema!({ "type": ["string", "number"] })
     }
 }

@@ -9,6 +9,7 @@ use std::time::Duration;
 
 /// `type: sqlite` (the default task manager).
 #[derive(Debug, Clone, PartialEq, Deserialize)]
+#[cfg_attr(feature = "schema", derive(schemars::JsonSchema))]
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The database file (created if missing); the config loader makes it absolute, relative to the

@@ -3,11 +3,10 @@
 
 use super::super::locate::{index_path, key_path};
 use super::super::schedule::{ScheduleConfig, parse_cron, parse_timezone};
+use super::super::schema::{self, keys};
 use super::fields::{Ctx, get, kind, to_json};
 use serde_yaml::{Mapping, Value};
 use std::collections::HashSet;
-
-const SCHEDULE_KEYS: &[&str] = &["name", "cron", "timezone", "type", "params"];
 
 pub(super) fn schedules(ctx: &mut Ctx, root: &Mapping) -> Vec<ScheduleConfig> {
     let items = match get(root, "schedules") {
@@ -40,7 +39,7 @@ pub(super) fn schedules(ctx: &mut Ctx, root: &Mapping) -> Vec<ScheduleConfig> {
 }
 
 fn schedule(ctx: &mut Ctx, m: &Mapping, path: &str) -> Option<ScheduleConfig> {
-    ctx.check_keys(m, path, SCHEDULE_KEYS);
+    ctx.check_keys(m, path, keys::<schema::Schedule>());
     let field = |k: &str| key_path(path, k);
     let name = ctx.string(m, path, "name");
     match name.as_deref() {

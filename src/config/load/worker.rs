@@ -2,6 +2,7 @@
 //! workers (duplicate names, a task type claimed twice).
 
 use super::super::locate::{index_path, key_path};
+use super::super::schema::{self, keys};
 use super::super::{
     DEFAULT_MAX_OUTPUT_BYTES, Environment, Limits, Mode, RetryPolicy, RunAs, WorkerConfig,
     WorkerKind,
@@ -10,56 +11,6 @@ use super::fields::{Ctx, get, is_identifier, kind, to_json};
 use serde_yaml::{Mapping, Value};
 use std::collections::{BTreeMap, HashMap};
 use std::time::Duration;
-
-/// Keys `defaults:` takes; each worker inherits them unless it sets its own.
-const DEFAULT_KEYS: &[&str] = &[
-    "timeout",
-    "max_retries",
-    "max_deliveries",
-    "retry",
-    "max_output_bytes",
-    "concurrency",
-    "env",
-    "env_passthrough",
-    "limits",
-    "retry_on_resource_limit",
-    "user",
-];
-const RETRY_KEYS: &[&str] = &[
-    "base_delay_seconds",
-    "backoff_multiplier",
-    "max_delay_seconds",
-    "jitter",
-    "in_host_max_seconds",
-];
-const WORKER_KEYS: &[&str] = &[
-    "name",
-    "description",
-    "metadata",
-    "project_path",
-    "venv_python",
-    "python",
-    "requirements",
-    "module",
-    "function",
-    "command",
-    "url",
-    "task_types",
-    "timeout",
-    "max_retries",
-    "max_deliveries",
-    "retry",
-    "max_output_bytes",
-    "concurrency",
-    "env",
-    "env_passthrough",
-    "mode",
-    "pool_size",
-    "max_tasks_per_process",
-    "limits",
-    "retry_on_resource_limit",
-    "user",
-];
 
 /// What every worker inherits.
 pub(super) struct Defaults {
@@ -81,7 +32,7 @@ pub(super) struct Defaults {
 pub(super) fn defaults(ctx: &mut Ctx, root: &Mapping, tm_max_deliveries: Option<u32>) -> Defaults {
     let empty = Mapping::new();
     let m = ctx
-        .mapping(root, "", "defaults", Some(DEFAULT_KEYS))
+        .mapping(root, "", "defaults", Some(keys::<schema::Defaults>()))
         .unwrap_or(&empty);
     let p = "defaults";
     Defaults {
@@ -107,7 +58,7 @@ pub(super) fn defaults(ctx: &mut Ctx, root: &Mapping, tm_max_deliveries: Option<
 
 /// `limits:` under `path` (each a whole number of at least 1).
 fn limits(ctx: &mut Ctx, m: &Mapping, path: &str) -> Limits {
-    let Some(l) = ctx.mapping(m, path, "limits", Some(Limits::KEYS)) else {
+    let Some(l) = ctx.mapping(m, path, "limits", Some(keys::<schema::Limits>())) else {
         return Limits::default();
     };
     let p = key_path(path, "limits");
@@ -133,7 +84,7 @@ fn user(ctx: &mut Ctx, m: &Mapping, path: &str) -> Option<RunAs> {
 
 /// `retry:` under `path`, each field falling back to `inherit`'s.
 fn retry(ctx: &mut Ctx, m: &Mapping, path: &str, inherit: &RetryPolicy) -> RetryPolicy {
-    let Some(r) = ctx.mapping(m, path, "retry", Some(RETRY_KEYS)) else {
+    let Some(r) = ctx.mapping(m, path, "retry", Some(keys::<schema::Retry>())) else {
         return inherit.clone();
     };
     let p = key_path(path, "retry");
@@ -224,7 +175,7 @@ pub(super) fn workers(ctx: &mut Ctx, root: &Mapping, d: &Defaults) -> Vec<Worker
             );
             continue;
         };
-        ctx.check_keys(m, &path, WORKER_KEYS);
+        ctx.check_keys(m, &path, keys::<schema::Worker>());
         let name = ctx.string(m, &path, "name").unwrap_or_default();
         if name.is_empty() {
             ctx.problem(
