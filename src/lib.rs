@@ -23,4 +23,5 @@ pub mod settings;
 pub mod setup;
 pub mod source;
 pub mod stats;
+pub mod tls;
 pub mod verdict;

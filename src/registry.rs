@@ -71,7 +71,12 @@ impl Registry {
             let runner = match old {
                 Some(o) if o.config == *w => o.runner.clone(),
                 _ => Runner::for_worker(w, kill_grace, stats.restarts.clone(), || {
-                    reg.http.get_or_insert_with(reqwest::Client::new).clone()
+                    reg.http
+                        .get_or_insert_with(|| {
+                            crate::tls::install_ring();
+                            reqwest::Client::new()
+                        })
+                        .clone()
                 })?,
             };
             let entry = Arc::new(WorkerEntry {

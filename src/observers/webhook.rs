@@ -18,7 +18,7 @@ pub struct WebhookSink {
 
 impl WebhookSink {
     pub fn new(url: &str, timeout: Duration) -> Result<WebhookSink, String> {
-        let client = reqwest::Client::builder()
+        let client = crate::tls::client_builder()
             .timeout(timeout)
             .connect_timeout(timeout.min(Duration::from_secs(10)))
             .user_agent(concat!("workerhost/", env!("CARGO_PKG_VERSION")))

@@ -41,6 +41,7 @@ impl Browser {
             .enable_all()
             .build()
             .expect("runtime");
+        workerhost::tls::install_ring();
         let http = reqwest::Client::new();
         let status = format!("http://127.0.0.1:{port}/status");
         assert!(

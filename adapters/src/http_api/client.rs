@@ -114,6 +114,8 @@ impl Api {
         host_id: &str,
         fallback_wait: Duration,
     ) -> Result<Api, AdapterError> {
+        // reqwest has no rustls provider of its own here: ring, as every adapter (see the host's tls.rs).
+        let _ = rustls::crypto::ring::default_provider().install_default();
         let http = reqwest::Client::builder()
             .timeout(Duration::from_secs(30))
             .build()

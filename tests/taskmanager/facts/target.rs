@@ -31,6 +31,7 @@ impl Answer {
 
 impl Target {
     pub fn new() -> Target {
+        workerhost::tls::install_ring();
         let http = reqwest::Client::new();
         match (
             std::env::var("WORKERHOST_TEST_PRISMQ_URL"),
