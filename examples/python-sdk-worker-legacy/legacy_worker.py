@@ -5,7 +5,7 @@ deprecates for removal, while ../python-sdk-worker needs semver 3. One shared en
 both pins; under workerhost each worker has its own venv and both run side by side under one host.
 The result reports the semver version the worker sees.
 
-Run by hand (after ../setup-venvs.sh):
+Run by hand (after `workerhost setup`, which makes ./venv):
     echo '{"id":"1","type":"demo.semver.bump-legacy","params":{"version":"1.2.3","part":"minor"}}' \
       | venv/bin/python -c "from legacy_worker import handle; handle()"
 """

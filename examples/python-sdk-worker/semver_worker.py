@@ -4,7 +4,7 @@ semver is a third-party package the host does not have; this worker's venv pins 
 semver 3 is required: `semver.Version` and `optional_minor_and_patch` do not exist in semver 2, which
 the legacy worker next door (../python-sdk-worker-legacy) is pinned to.
 
-Run by hand (after ../setup-venvs.sh):
+Run by hand (after `workerhost setup`, which makes ./venv):
     echo '{"id":"1","type":"demo.semver.bump","params":{"version":"1.2.3","part":"minor"}}' \
       | venv/bin/python -c "from semver_worker import handle; handle()"
 """
