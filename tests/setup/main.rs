@@ -440,3 +440,74 @@ fn watch_reloads_on_a_config_change_and_recycles_a_pool_worker_on_a_code_change(
     signal(&host, nix::sys::signal::Signal::SIGTERM);
     wait_child(&mut host, Duration::from_secs(20));
 }
+
+/// A PEP 517 backend in the project itself (no build requirements, so nothing to download): its wheel
+/// holds a marker module and depends on `semverlike==2.0`; it writes the names of its environment
+/// variables to `build-env.txt`.
+const BACKEND: &str = r#"import os, zipfile
+
+def get_requires_for_build_wheel(config_settings=None):
+    return []
+
+def build_wheel(wheel_directory, config_settings=None, metadata_directory=None):
+    with open(os.path.join(os.path.dirname(os.path.abspath(__file__)), "build-env.txt"), "w") as f:
+        f.write("\n".join(sorted(os.environ)))
+    di = "cworker-0.1.dist-info"
+    files = {
+        "cworker_marker.py": "",
+        di + "/METADATA": "Metadata-Version: 2.1\nName: cworker\nVersion: 0.1\nRequires-Dist: semverlike==2.0\n",
+        di + "/WHEEL": "Wheel-Version: 1.0\nGenerator: workerhost-tests\nRoot-Is-Purelib: true\nTag: py3-none-any\n",
+    }
+    files[di + "/RECORD"] = "".join("%s,,\n" % n for n in list(files) + [di + "/RECORD"])
+    name = "cworker-0.1-py3-none-any.whl"
+    with zipfile.ZipFile(os.path.join(wheel_directory, name), "w") as z:
+        for n, t in files.items():
+            z.writestr(n, t)
+    return name
+"#;
+
+#[test]
+fn a_pyproject_worker_installs_its_project_with_pip_settings_from_the_environment() {
+    let p = Project::new();
+    let wheels = wheels(p.path());
+    p.write(
+        "c/pyproject.toml",
+        "[build-system]\nrequires = []\nbuild-backend = \"backend\"\nbackend-path = [\".\"]\n\n[project]\nname = \"cworker\"\nversion = \"0.1\"\ndependencies = [\"semverlike==2.0\"]\n",
+    );
+    p.write("c/backend.py", BACKEND);
+    p.write("c/w.py", WORKER);
+    p.config(
+        "",
+        &entry("c", "C", "").replace("requirements.txt", "pyproject.toml"),
+    );
+    // The index settings come from the environment only: without PIP_* passed through, pip would
+    // look for semverlike on the network and not find it.
+    let out = p
+        .cmd(&["setup"])
+        .env("PIP_NO_INDEX", "1")
+        .env("PIP_FIND_LINKS", &wheels)
+        .env("UV_NO_INDEX", "1")
+        .env("UV_FIND_LINKS", &wheels)
+        .env("WORKERHOST_TEST_HOST_SECRET", "s3cret")
+        .output()
+        .expect("setup");
+    let said = text(&out.stdout);
+    assert_eq!(out.status.code(), Some(0), "{said}{}", text(&out.stderr));
+    assert!(said.contains("installed pyproject.toml"), "{said}");
+    let py = p.file("c/.venv/bin/python");
+    assert_eq!(installed_version(&py), "2.0");
+    let st = Command::new(&py)
+        .args(["-c", "import cworker_marker"])
+        .status()
+        .expect("python");
+    assert!(st.success(), "the project itself is installed");
+    let env = std::fs::read_to_string(p.file("c/build-env.txt")).unwrap_or_default();
+    if !said.contains("with uv") {
+        assert!(env.lines().any(|l| l == "PIP_NO_INDEX"), "{env}");
+    }
+    assert!(
+        !env.lines().any(|l| l == "WORKERHOST_TEST_HOST_SECRET"),
+        "the host's other variables stay out of the installer: {env}"
+    );
+    assert_eq!(worker_json(&p, "c")["dependencies"], "in_sync");
+}
