@@ -511,3 +511,75 @@ fn a_pyproject_worker_installs_its_project_with_pip_settings_from_the_environmen
     );
     assert_eq!(worker_json(&p, "c")["dependencies"], "in_sync");
 }
+
+#[test]
+fn a_reload_whose_new_venv_fails_keeps_the_old_one_and_a_held_worker_starts_once_a_reload_sets_it_up()
+ {
+    let (p, wheels) = two_workers("");
+    p.write("two/requirements.txt", &requirements(&wheels, "9.9"));
+    p.submit("T2", "held", "{}");
+    let mut host = p.spawn_host_logged(&["run", "--setup"], &[]);
+    let up = wait_until(Duration::from_secs(60), || {
+        p.host_log().contains("workerhost starting")
+    });
+    assert!(up, "{}", p.host_log());
+    assert!(
+        p.host_log()
+            .contains("setup failed, the worker is not started")
+    );
+    p.submit("T1", "before", "{}");
+    let ran = wait_until(Duration::from_secs(20), || {
+        p.status("before")
+            .is_some_and(|s| s["status"] == "succeeded")
+    });
+    assert!(ran, "{}", p.host_log());
+    assert_eq!(p.status("held").expect("held")["status"], "queued");
+
+    // `one` asks for a version that does not exist: its reload fails, it keeps its venv and runs on.
+    // `two` is fixed: the same reload sets it up and starts it.
+    p.write("one/requirements.txt", &requirements(&wheels, "9.9"));
+    p.write("two/requirements.txt", &requirements(&wheels, "2.0"));
+    signal(&host, nix::sys::signal::Signal::SIGHUP);
+    let reloaded = wait_until(Duration::from_secs(90), || {
+        p.host_log().contains("worker registry reloaded")
+    });
+    assert!(reloaded, "{}", p.host_log());
+    assert!(
+        p.host_log()
+            .contains("reload: the worker keeps its current venv and config"),
+        "{}",
+        p.host_log()
+    );
+    let ran = wait_until(Duration::from_secs(20), || {
+        p.status("held").is_some_and(|s| s["status"] == "succeeded")
+    });
+    assert!(ran, "the held worker runs once set up: {}", p.host_log());
+    assert_eq!(
+        p.status("held").expect("held")["result"]["result"]["semverlike"],
+        "2.0"
+    );
+    p.submit("T1", "after", "{}");
+    let ran = wait_until(Duration::from_secs(20), || {
+        p.status("after")
+            .is_some_and(|s| s["status"] == "succeeded")
+    });
+    assert!(ran, "{}", p.host_log());
+    assert_eq!(
+        p.status("after").expect("after")["result"]["result"]["semverlike"],
+        "1.0"
+    );
+    assert_eq!(installed_version(&p.file("one/.venv/bin/python")), "1.0");
+    assert!(!p.file("one/.venv").is_symlink(), "nothing was swapped");
+    let beside: Vec<String> = std::fs::read_dir(p.file("one"))
+        .expect("ls")
+        .flatten()
+        .map(|e| e.file_name().to_string_lossy().into_owned())
+        .filter(|n| n.starts_with(".venv."))
+        .collect();
+    assert!(
+        beside.is_empty(),
+        "the failed build left nothing beside: {beside:?}"
+    );
+    signal(&host, nix::sys::signal::Signal::SIGTERM);
+    wait_child(&mut host, Duration::from_secs(20));
+}
