@@ -204,6 +204,8 @@ pub fn worker_doc(w: &WorkerEntry) -> Value {
         "restarts": st.restarts.load(Ordering::Relaxed),
         "healthy": worker_healthy(w),
         "dependencies": crate::setup::dependencies(&w.config).state.as_str(),
+        // Held back: `run --setup` (or a reload) could not make its environment; it takes no tasks.
+        "held": w.stats.held.load(Ordering::Relaxed),
         "limits": w.config.limits,
         "retry_on_resource_limit": w.config.retry_on_resource_limit,
         "user": w.config.user.as_ref().map(|u| u.name.as_str()),

@@ -513,12 +513,13 @@ fn a_pyproject_worker_installs_its_project_with_pip_settings_from_the_environmen
 }
 
 #[test]
-fn a_reload_whose_new_venv_fails_keeps_the_old_one_and_a_held_worker_starts_once_a_reload_sets_it_up()
- {
+fn a_failed_reload_keeps_the_old_venv_and_a_held_worker_starts_once_set_up() {
     let (p, wheels) = two_workers("");
     p.write("two/requirements.txt", &requirements(&wheels, "9.9"));
     p.submit("T2", "held", "{}");
-    let mut host = p.spawn_host_logged(&["run", "--setup"], &[]);
+    let port = free_port();
+    let listen = format!("127.0.0.1:{port}");
+    let mut host = p.spawn_host_logged(&["run", "--setup", "--listen", &listen], &[]);
     let up = wait_until(Duration::from_secs(60), || {
         p.host_log().contains("workerhost starting")
     });
@@ -534,6 +535,18 @@ fn a_reload_whose_new_venv_fails_keeps_the_old_one_and_a_held_worker_starts_once
     });
     assert!(ran, "{}", p.host_log());
     assert_eq!(p.status("held").expect("held")["status"], "queued");
+    let health = |name: &str| {
+        let mut last = None;
+        wait_until(Duration::from_secs(10), || {
+            last = http_get(port, &format!("/workers/{name}/health"), &[]).ok();
+            last.is_some()
+        });
+        last.expect("health")
+    };
+    let h = health("two");
+    assert_eq!(h.status, 503, "{}", h.body);
+    assert_eq!(h.json()["held"], true, "{}", h.body);
+    assert_eq!(h.json()["dependencies"], "missing", "{}", h.body);
 
     // `one` asks for a version that does not exist: its reload fails, it keeps its venv and runs on.
     // `two` is fixed: the same reload sets it up and starts it.
@@ -554,6 +567,9 @@ fn a_reload_whose_new_venv_fails_keeps_the_old_one_and_a_held_worker_starts_once
         p.status("held").is_some_and(|s| s["status"] == "succeeded")
     });
     assert!(ran, "the held worker runs once set up: {}", p.host_log());
+    let h = health("two");
+    assert_eq!(h.status, 200, "{}", h.body);
+    assert_eq!(h.json()["held"], false, "{}", h.body);
     assert_eq!(
         p.status("held").expect("held")["result"]["result"]["semverlike"],
         "2.0"
