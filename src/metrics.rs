@@ -16,6 +16,7 @@ use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, OnceLock};
 use workerhost_adapters::ops::TypeDepth;
+use workerhost_adapters::{ResultStatus, TaskState};
 
 /// Buckets of `workerhost_task_duration_seconds`: 5 ms to an hour.
 pub const DURATION_BUCKETS: &[f64] = &[
@@ -219,13 +220,15 @@ impl Metrics {
         for d in depth {
             let t = d.task_type.as_str();
             for (state, n) in [
-                ("queued", d.queued),
-                ("scheduled", d.scheduled),
-                ("running", d.running),
-                ("dead", d.dead),
+                (TaskState::Queued, d.queued),
+                (TaskState::Scheduled, d.scheduled),
+                (TaskState::Running, d.running),
+                (TaskState::Dead, d.dead),
             ] {
                 let n = i64::try_from(n).unwrap_or(i64::MAX);
-                self.queue_tasks.with_label_values(&[t, state]).set(n);
+                self.queue_tasks
+                    .with_label_values(&[t, state.as_str()])
+                    .set(n);
             }
             self.queue_oldest
                 .with_label_values(&[t])
@@ -248,8 +251,8 @@ impl Metrics {
             let name = w.config.name.as_str();
             running.insert(name.to_string(), 0);
             // Every worker shows up with zeros before its first task.
-            for status in ["succeeded", "dead"] {
-                self.tasks.with_label_values(&[name, status]);
+            for status in [ResultStatus::Succeeded, ResultStatus::Dead] {
+                self.tasks.with_label_values(&[name, status.as_str()]);
             }
             let restarts = self.restarts.with_label_values(&[name]);
             catch_up(&restarts, w.stats.restarts.load(Ordering::Relaxed));
@@ -317,7 +320,9 @@ impl Observer for Metrics {
         };
         match e.event {
             EventKind::TaskSucceeded => {
-                self.tasks.with_label_values(&[worker, "succeeded"]).inc();
+                self.tasks
+                    .with_label_values(&[worker, ResultStatus::Succeeded.as_str()])
+                    .inc();
                 attempt(e.outcome.or(Some(OutcomeKind::Succeeded)));
             }
             // Each failed attempt ends in exactly one of these two (a timed-out attempt also fires
@@ -325,10 +330,14 @@ impl Observer for Metrics {
             // (delivery limit).
             EventKind::TaskRetrying | EventKind::TaskFailed => attempt(e.outcome),
             EventKind::TaskCancelled => {
-                self.tasks.with_label_values(&[worker, "cancelled"]).inc();
+                self.tasks
+                    .with_label_values(&[worker, ResultStatus::Cancelled.as_str()])
+                    .inc();
             }
             EventKind::TaskDeadLettered => {
-                self.tasks.with_label_values(&[worker, "dead"]).inc();
+                self.tasks
+                    .with_label_values(&[worker, ResultStatus::Dead.as_str()])
+                    .inc();
             }
             _ => {}
         }
