@@ -22,6 +22,7 @@ from latency_memory import latency_section, memory_section  # noqa: E402
 from peers import peers_section  # noqa: E402
 from report import render  # noqa: E402
 from throughput import pool_section, scaleout_section, spawn_section  # noqa: E402
+from timing import timing_section  # noqa: E402
 
 SECTIONS = {
     "spawn": ("1. Spawn floor vs spawn mode", spawn_section),
@@ -32,6 +33,7 @@ SECTIONS = {
     "peers": ("6. Peers", peers_section),
     "instructions": ("7. Host instructions per task (callgrind)", instructions_section),
     "depth": ("8. Queue depth with a large history", depth_section),
+    "time": ("9. Time in the queue", timing_section),
 }
 
 

@@ -6,7 +6,7 @@
 //! under CI=true.
 
 use crate::support::*;
-use crate::{Running, start_host, wait_final};
+use crate::{Running, output_dir, start_host, wait_final};
 use base64::Engine as _;
 use serde_json::{Value, json};
 use std::path::{Path, PathBuf};
@@ -157,17 +157,6 @@ impl Drop for Browser {
         let _ = self.driver.kill();
         let _ = self.driver.wait();
     }
-}
-
-fn output_dir() -> PathBuf {
-    // CARGO_TARGET_TMPDIR is <target>/tmp.
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("target"));
-    let dir = target.join("test-output/ops");
-    std::fs::create_dir_all(&dir).expect("mkdir test-output");
-    dir
 }
 
 fn tools() -> Option<(PathBuf, PathBuf)> {

@@ -55,6 +55,18 @@ pub fn ops_config(p: &Project, http: Option<&str>, observers: &str, workers: &st
     p.write("workerhost_config.yaml", &text)
 }
 
+/// `target/test-output/ops/` (made if missing), where the page tests keep their screenshots.
+pub fn output_dir() -> PathBuf {
+    // CARGO_TARGET_TMPDIR is <target>/tmp.
+    let target = std::path::Path::new(env!("CARGO_TARGET_TMPDIR"))
+        .parent()
+        .map(std::path::Path::to_path_buf)
+        .unwrap_or_else(|| PathBuf::from("target"));
+    let dir = target.join("test-output/ops");
+    std::fs::create_dir_all(&dir).expect("mkdir test-output");
+    dir
+}
+
 /// A running host, killed when dropped (a failing test leaves no process behind).
 pub struct Running {
     pub child: Child,

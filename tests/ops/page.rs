@@ -3,7 +3,7 @@
 //! target/test-output/ops/. Without Chromium the test is skipped with a notice, except under CI=true.
 
 use crate::support::*;
-use crate::{ops_config, sh_worker, start_host, submit_any, wait_final};
+use crate::{ops_config, output_dir, sh_worker, start_host, submit_any, wait_final};
 use nix::sys::signal::Signal;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
@@ -48,17 +48,6 @@ fn run_chromium(chrome: &Path, mode: &str, url: &str) -> String {
     });
     assert!(out.status.success(), "chromium {mode} failed");
     text(&out.stdout)
-}
-
-fn output_dir() -> PathBuf {
-    // CARGO_TARGET_TMPDIR is <target>/tmp.
-    let target = Path::new(env!("CARGO_TARGET_TMPDIR"))
-        .parent()
-        .map(Path::to_path_buf)
-        .unwrap_or_else(|| PathBuf::from("target"));
-    let dir = target.join("test-output/ops");
-    std::fs::create_dir_all(&dir).expect("mkdir test-output");
-    dir
 }
 
 #[test]
