@@ -4,7 +4,11 @@
 //!
 //! - **What runs in the child before `exec`**: its process group, its stdio, its working directory, its
 //!   resource limits, its user, and its parent-death signal. These cannot be set from the host after the
-//!   start (the worker could fork first) and must hold for everything the worker starts.
+//!   start (the worker could fork first). Limits and user hold for everything the worker starts; the
+//!   parent-death signal is the leader's own (it does not survive a fork, and `exec` of a setuid or
+//!   file-capability binary clears it): what the leader leaves behind when the host is SIGKILLed goes to
+//!   init, and only the subreaper sweep of a living host (`escapees.rs`) catches it. cgroups would close
+//!   that gap; these machines do not delegate them.
 //! - **How the child is made**: `clone(CLONE_VM | CLONE_VFORK)`, as glibc's `posix_spawn` does, not
 //!   `fork`. std's `CommandExt::pre_exec` forces a real `fork` (copying the host's page tables, then
 //!   copy-on-write faults in the host), and an exec shim adds a second `exec` to every start; measured
@@ -12,8 +16,9 @@
 //!   both cost far more than the 5% of the spawn floor that process isolation may cost. A `CLONE_VM`
 //!   child runs on the host's memory while the host's thread waits, so what it does is limited as for
 //!   any code between fork and exec, and more: only async-signal-safe system calls, no allocation, no
-//!   lock, no unwinding, and nothing written to memory but its own stack and the one failure word the
-//!   parent reads back. Every value it needs (C strings, pointer arrays, descriptors, limits, ids) is
+//!   lock, no unwinding, and nothing written to memory but its own stack, the one failure word the
+//!   parent reads back, and errno (in the thread-local storage it shares with the waiting parent thread,
+//!   which reads errno only after a failed clone). Every value it needs (C strings, pointer arrays, descriptors, limits, ids) is
 //!   prepared by the parent beforehand. The parent blocks all signals around the `clone`, so that no
 //!   handler of the host can run on the child's stack; the child resets the handlers to their defaults
 //!   before it unblocks them, just before `exec`.
@@ -43,7 +48,7 @@ const CHILD_STACK: usize = 64 * 1024;
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ChildSetup {
     limits: [Option<(Resource, rlim_t, rlim_t)>; MAX_LIMITS],
-    /// Run as this user and group (the host is root), with no supplementary groups.
+    /// Run as this user and group (the host is root), with no supplementary groups (setgroups(0)).
     user: Option<(Uid, Gid)>,
 }
 
@@ -189,7 +194,7 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
     let failure = args.failure.load(Ordering::Acquire);
     if failure != 0 {
         // The child has already called _exit: reap it now so it leaves no zombie.
-        let _ = nix::sys::wait::waitpid(pid, None);
+        while let Err(nix::errno::Errno::EINTR) = nix::sys::wait::waitpid(pid, None) {}
         return Err(SpawnError {
             stage: stage_of(failure >> 32),
             error: std::io::Error::from_raw_os_error((failure & 0xffff_ffff) as i32),
@@ -256,6 +261,7 @@ fn stage_of(code: u64) -> Stage {
 extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // SAFETY: `arg` is the parent's `ChildArgs`, alive and unchanged while the parent waits.
     let a = unsafe { &*(arg as *const ChildArgs) };
+    // An atomic store to the parent's failure word: the only memory of the parent the child writes.
     let fail = |stage: Stage, errno: i32| -> c_int {
         a.failure.store(
             (stage_code(stage) << 32) | (errno as u32 as u64),
@@ -264,11 +270,14 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         // SAFETY: _exit(2) ends the child without running the host's atexit handlers or destructors.
         unsafe { libc::_exit(127) }
     };
+    // errno is read from this thread's TLS (shared with the suspended parent thread: no CLONE_SETTLS);
+    // reading it is a plain load.
     let errno = || nix::errno::Errno::last_raw();
     // SAFETY (this whole block): plain system calls on values the parent prepared; see each comment.
     unsafe {
         // sigaction(2): every handler the host installed goes back to the default (an ignored signal
         // stays ignored, except SIGPIPE, which Rust programs ignore and workers expect at its default).
+        // (glibc's SIGRTMAX() reads a static: no lock.)
         for sig in 1..libc::SIGRTMAX() + 1 {
             let mut old: libc::sigaction = std::mem::zeroed();
             if libc::sigaction(sig, std::ptr::null(), &mut old) != 0 {
@@ -291,13 +300,10 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
                 return fail(Stage::Start, errno());
             }
         }
-        // chdir(2): the working directory.
-        if !a.cwd.is_null() && libc::chdir(a.cwd) != 0 {
-            return fail(Stage::WorkingDirectory, errno());
-        }
     }
     // setrlimit(2): the limits, while the child still has the host's privileges (a root host may set a
-    // hard limit above its own; after the change of user the worker could not).
+    // hard limit above its own; after the change of user the worker could not). nix's wrapper fills a
+    // `libc::rlimit` on the stack and calls `libc::setrlimit`: no allocation, no lock.
     for (resource, soft, hard) in a.setup.limits.iter().flatten() {
         if let Err(e) = setrlimit(*resource, *soft, *hard) {
             return fail(Stage::Limits, e as i32);
@@ -308,9 +314,13 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
     // a CLONE_VM child are not the child's.
     if let Some((uid, gid)) = a.setup.user {
         let g = gid.as_raw();
-        // SAFETY: `g` is a live local; the calls only read it.
+        // SAFETY: plain system calls on integers (and a null list: no supplementary groups at all).
         let r = unsafe {
-            if libc::syscall(libc::SYS_setgroups, 1, &g as *const libc::gid_t) != 0
+            if libc::syscall(
+                libc::SYS_setgroups,
+                0 as libc::c_long,
+                std::ptr::null::<libc::gid_t>(),
+            ) != 0
                 || libc::syscall(libc::SYS_setgid, g) != 0
                 || libc::syscall(libc::SYS_setuid, uid.as_raw()) != 0
             {
@@ -323,11 +333,18 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
             return fail(Stage::User, errno());
         }
     }
+    // chdir(2): the working directory, after the change of user, so that a worker never starts in a
+    // directory its user could not enter (and an unreadable `project_path` is reported as such).
+    // SAFETY: `a.cwd` is the parent's NUL-terminated path (or null: stay).
+    if !a.cwd.is_null() && unsafe { libc::chdir(a.cwd) } != 0 {
+        return fail(Stage::WorkingDirectory, errno());
+    }
     // prctl(2) PR_SET_PDEATHSIG: after the change of user, because changing credentials clears it.
+    // nix's wrapper is `libc::prctl` on constants: no allocation, no lock.
     if let Err(e) = nix::sys::prctl::set_pdeathsig(Signal::SIGKILL) {
         return fail(Stage::ParentDeath, e as i32);
     }
-    // getppid(2): if the host died between clone and prctl, the child was already reparented and the
+    // getppid(2) (nix's wrapper is the bare call): if the host died between clone and prctl, the child was already reparented and the
     // signal will never come; then the worker must not start at all.
     if nix::unistd::getppid() != a.parent {
         return fail(Stage::ParentDeath, libc::ESRCH);
@@ -339,7 +356,14 @@ extern "C" fn child_main(arg: *mut c_void) -> c_int {
         libc::sigprocmask(libc::SIG_SETMASK, &none, std::ptr::null_mut());
         libc::execve(a.program, a.argv, a.envp);
     }
-    fail(Stage::Exec, errno())
+    // An execve that fails for want of memory (under `memory_mb`) or of processes (the user is at its
+    // `processes` limit: RLIMIT_NPROC counts per user) failed because of a limit, not the program.
+    let e = errno();
+    let limited = a.setup.limits.iter().flatten().any(|(r, _, _)| {
+        (e == libc::ENOMEM && *r == Resource::RLIMIT_AS)
+            || (e == libc::EAGAIN && *r == Resource::RLIMIT_NPROC)
+    });
+    fail(if limited { Stage::Limits } else { Stage::Exec }, e)
 }
 
 /// Registers `pidfd` (readable once its process has exited) with the current runtime.

@@ -179,3 +179,29 @@ fn a_missing_project_path_is_named_as_the_cause() {
     );
     assert!(!msg.contains("python"), "blames the interpreter: {msg}");
 }
+
+/// The working directory is entered as the worker's user, not as root: a `project_path` that user
+/// cannot reach (here below the test's 0700 temp folder) is a spawn error naming it, never a worker
+/// running where its user could not go.
+#[test]
+fn user_enters_its_project_path_as_that_user() {
+    if !nix::unistd::geteuid().is_root() {
+        eprintln!("skipped: needs root");
+        return;
+    }
+    let p = Project::new();
+    std::fs::create_dir(p.file("proj")).expect("proj");
+    use std::os::unix::fs::PermissionsExt as _;
+    std::fs::set_permissions(p.path(), std::fs::Permissions::from_mode(0o700)).expect("chmod");
+    std::fs::set_permissions(p.file("proj"), std::fs::Permissions::from_mode(0o755))
+        .expect("chmod");
+    p.config(
+        "",
+        "  - name: w\n    command: [\"/bin/sh\", \"-c\", \"pwd; printf '{\\\"success\\\": true}'\"]\n    project_path: ./proj\n    task_types: [T]\n    user: nobody\n",
+    );
+    let (code, doc) = exec(&p);
+    assert_eq!(code, 2, "{doc}");
+    let msg = doc["error"]["message"].as_str().unwrap_or("").to_string();
+    assert!(msg.contains("proj"), "{msg}");
+    assert_eq!(doc["error"]["outcome"], "spawn_error", "{doc}");
+}
