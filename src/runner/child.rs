@@ -44,6 +44,56 @@ const MAX_LIMITS: usize = 4;
 /// The child's stack while it runs before `exec` (a few system calls; far more than enough).
 const CHILD_STACK: usize = 64 * 1024;
 
+/// The child's stack: fresh pages from mmap(2) (not zeroed by us: the kernel maps zero pages as they are
+/// touched, and the child touches a few), below them one PROT_NONE guard page, so that an overflow
+/// faults instead of writing over the host's heap. glibc's `posix_spawn` maps its child stack the same
+/// way.
+struct ChildStack {
+    base: *mut c_void,
+    len: usize,
+}
+
+impl ChildStack {
+    fn new() -> Result<ChildStack, nix::errno::Errno> {
+        // SAFETY: sysconf(3) reads a constant of the system.
+        let page = usize::try_from(unsafe { libc::sysconf(libc::_SC_PAGESIZE) }).unwrap_or(4096);
+        let len = CHILD_STACK + page;
+        // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+        let base = unsafe {
+            libc::mmap(
+                std::ptr::null_mut(),
+                len,
+                libc::PROT_READ | libc::PROT_WRITE,
+                libc::MAP_PRIVATE | libc::MAP_ANONYMOUS | libc::MAP_STACK,
+                -1,
+                0,
+            )
+        };
+        if base == libc::MAP_FAILED {
+            return Err(nix::errno::Errno::last());
+        }
+        let stack = ChildStack { base, len };
+        // SAFETY: the lowest page of our own mapping becomes inaccessible (the stack grows down to it).
+        if unsafe { libc::mprotect(base, page, libc::PROT_NONE) } != 0 {
+            return Err(nix::errno::Errno::last());
+        }
+        Ok(stack)
+    }
+
+    /// The (16-byte aligned) top, where the child starts: the stack grows down.
+    fn top(&self) -> *mut u8 {
+        let end = self.base.cast::<u8>().wrapping_add(self.len);
+        end.wrapping_sub(end as usize % 16)
+    }
+}
+
+impl Drop for ChildStack {
+    fn drop(&mut self) {
+        // SAFETY: our own mapping, unmapped once; the child that ran on it has exec'd or exited.
+        unsafe { libc::munmap(self.base, self.len) };
+    }
+}
+
 /// Limits and user for a child, computed in the parent.
 #[derive(Debug, Clone, Copy, Default)]
 pub struct ChildSetup {
@@ -155,12 +205,8 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
         parent: nix::unistd::getpid(),
         failure: AtomicU64::new(0),
     };
-    let mut stack = vec![0u8; CHILD_STACK];
-    // The stack grows down: the child starts at the (16-byte aligned) top.
-    let top = {
-        let end = stack.as_mut_ptr().wrapping_add(CHILD_STACK);
-        end.wrapping_sub(end as usize % 16)
-    };
+    let stack = ChildStack::new().map_err(start)?;
+    let top = stack.top();
     // No host signal handler may run in the child (it would run on the host's memory): block them all
     // for the duration of the clone; the child resets handlers before it unblocks.
     let mut old = SigSet::empty();
