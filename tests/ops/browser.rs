@@ -85,6 +85,12 @@ impl Browser {
 
     /// One WebDriver command; its `value`. Panics on a WebDriver error (the test failed).
     fn call(&self, method: &str, path: &str, body: &Value) -> Value {
+        self.try_call(method, path, body)
+            .unwrap_or_else(|(status, v)| panic!("{method} {path}: {status} {v}"))
+    }
+
+    /// One WebDriver command: its `value`, or the HTTP status and the error answer.
+    fn try_call(&self, method: &str, path: &str, body: &Value) -> Result<Value, (u16, Value)> {
         let url = format!("http://127.0.0.1:{}{path}", self.port);
         let m = reqwest::Method::from_bytes(method.as_bytes()).expect("method");
         let mut req = self.http.request(m, url).timeout(Duration::from_secs(60));
@@ -99,8 +105,11 @@ impl Browser {
             let status = r.status().as_u16();
             (status, r.json::<Value>().await.unwrap_or(Value::Null))
         });
-        assert!(status < 400, "{method} {path}: {status} {v}");
-        v["value"].clone()
+        if status < 400 {
+            Ok(v["value"].clone())
+        } else {
+            Err((status, v))
+        }
     }
 
     fn session_path(&self, rest: &str) -> String {
@@ -116,22 +125,30 @@ impl Browser {
         v.as_str().unwrap_or_default().to_string()
     }
 
-    /// Clicks the first element matching `css` (a form's submit button), which navigates.
+    /// Clicks the first element matching `css` (a form's submit button), which navigates. The page
+    /// reloads itself every few seconds, so an element found just before a reload is stale when
+    /// clicked: then it is found again and clicked (a few times at most).
     fn click(&self, css: &str) {
-        let found = self.call(
-            "POST",
-            &self.session_path("/element"),
-            &json!({"using": "css selector", "value": css}),
-        );
-        let id = found[ELEMENT]
-            .as_str()
-            .unwrap_or_else(|| panic!("no element {css}: {found}\n{}", self.source()))
-            .to_string();
-        self.call(
-            "POST",
-            &self.session_path(&format!("/element/{id}/click")),
-            &json!({}),
-        );
+        let find = json!({"using": "css selector", "value": css});
+        for _ in 0..5 {
+            let found = self.call("POST", &self.session_path("/element"), &find);
+            let id = found[ELEMENT]
+                .as_str()
+                .unwrap_or_else(|| panic!("no element {css}: {found}\n{}", self.source()))
+                .to_string();
+            let click = self.session_path(&format!("/element/{id}/click"));
+            match self.try_call("POST", &click, &json!({})) {
+                Ok(_) => return,
+                Err((_, e)) if e.to_string().contains("stale element") => continue,
+                Err((status, e)) => panic!("click {css}: {status} {e}"),
+            }
+        }
+        panic!("click {css}: the element went stale five times");
+    }
+
+    /// Waits until the page's source contains `text` (the page after a click, or after a reload).
+    fn wait_for(&self, text: &str) -> bool {
+        wait_until(Duration::from_secs(10), || self.source().contains(text))
     }
 
     fn screenshot(&self, name: &str) -> PathBuf {
@@ -222,10 +239,10 @@ fn retry_cancel_pause_and_resume_by_clicking_the_status_page() {
 
     // Retry the dead letter.
     b.open(&page);
-    assert!(b.source().contains("broken on purpose"), "{}", b.source());
+    assert!(b.wait_for("broken on purpose"), "{}", b.source());
     b.click("form[action='/dead/d1/retry'] button");
     assert!(
-        b.source().contains("d1 is queued again"),
+        b.wait_for("d1 is queued again"),
         "the page says what the click did: {}",
         b.source()
     );
@@ -265,14 +282,13 @@ fn retry_cancel_pause_and_resume_by_clicking_the_status_page() {
     // Pause type F while a task arrives; it waits; resume runs it.
     b.open(&page);
     b.click("form[action='/types/F/pause'] button");
-    assert!(b.source().contains("paused F"), "{}", b.source());
+    assert!(b.wait_for("paused F"), "{}", b.source());
     std::thread::sleep(Duration::from_millis(300));
     p.submit("F", "p1", "{}");
     std::thread::sleep(Duration::from_secs(2));
     assert_eq!(state(&p, "p1"), "queued", "a paused type is not claimed");
     b.open(&page);
-    let queue = b.source();
-    assert!(queue.contains("resume"), "{queue}");
+    assert!(b.wait_for("/types/F/resume"), "{}", b.source());
     b.screenshot("status_page_paused.png");
     b.click("form[action='/types/F/resume'] button");
     assert!(
