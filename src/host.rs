@@ -314,7 +314,7 @@ impl Host {
     fn start(&self, d: Delivery, kill: &CancellationToken) {
         let id = d.lease.task_id.clone();
         let d = match self.state.in_flight.reclaim(d) {
-            Reclaim::New(d) => d,
+            Reclaim::New(d) => *d,
             Reclaim::Adopted => {
                 tracing::warn!(task_id = %id, "the task manager handed over a task that is running here (its claim timed out while it ran): no second process; the running task holds the fresh claim");
                 return;

@@ -23,5 +23,6 @@ pub mod settings;
 pub mod setup;
 pub mod source;
 pub mod stats;
+pub mod telemetry;
 pub mod tls;
 pub mod verdict;

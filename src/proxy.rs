@@ -107,7 +107,9 @@ impl Proxy {
             params: task.params.clone(),
             attempt: first_attempt,
             correlation_id: task.correlation_id.clone(),
+            traceparent: None,
         };
+        let span = crate::telemetry::task(task, &worker.name);
         // Retries made: those recorded in the task manager, then those of this delivery.
         let mut retries = task.attempts;
         loop {
@@ -115,7 +117,10 @@ impl Proxy {
             e.attempt = Some(doc.attempt);
             self.observers.emit(e);
 
+            let attempt = span.attempt(doc.attempt);
+            doc.traceparent = attempt.traceparent();
             let a = entry.runner.run(worker, &doc, kill, &self.progress).await;
+            attempt.end(a.outcome.kind().as_str());
             forward_logs(&a, &task.id, &worker.name);
             self.attempt_health(entry, task, &doc, &a);
             judged.attempts = doc.attempt;
@@ -128,6 +133,7 @@ impl Proxy {
             let delay = match self.judge(worker, &a, &mut retries) {
                 Next::Done(v) => {
                     judged.verdict = v;
+                    span.end(&judged.verdict);
                     return judged;
                 }
                 Next::RetryHere(delay) => delay,
@@ -138,7 +144,10 @@ impl Proxy {
             self.observers.emit(e);
             tokio::select! {
                 _ = tokio::time::sleep(delay) => {}
-                _ = kill.cancelled() => return judged.released(),
+                _ = kill.cancelled() => {
+                    span.end(&Verdict::Released);
+                    return judged.released();
+                }
             }
             doc.attempt += 1;
         }

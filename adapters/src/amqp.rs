@@ -273,6 +273,14 @@ impl Queue for AmqpSource {
         if let Some(c) = envelope.correlation_id.as_deref().and_then(short) {
             props = props.with_correlation_id(c);
         }
+        if let Some(tp) = &envelope.traceparent {
+            let mut headers = lapin::types::FieldTable::default();
+            headers.insert(
+                "traceparent".into(),
+                lapin::types::LongString::from(tp.clone()).into(),
+            );
+            props = props.with_headers(headers);
+        }
         let l = i.link().await?;
         match l.publish("", &i.s.queue, true, &body, props).await {
             Ok(true) => Ok(()),

@@ -5,7 +5,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
 
 /// A task as every task manager carries it: `{"id", "type", "params", "correlation_id"?, "run_at"?,
-/// "priority"?}`, plus what a retry sent back through the queue carries (`attempts`, `last_error`).
+/// "priority"?, "traceparent"?}`, plus what a retry sent back through the queue carries (`attempts`,
+/// `last_error`).
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Envelope {
     pub id: String,
@@ -27,6 +28,10 @@ pub struct Envelope {
     /// The error of the last recorded attempt, kept while a retry waits.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub last_error: Option<String>,
+    /// A W3C trace context (`00-<trace id>-<parent span id>-<flags>`) the task's spans continue; kept
+    /// with the task by every task manager (on AMQP also the message's `traceparent` header).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 fn is_zero(n: &i32) -> bool {
@@ -79,6 +84,7 @@ impl Envelope {
             priority: 0,
             attempts: 0,
             last_error: None,
+            traceparent: None,
         }
     }
 
@@ -167,6 +173,17 @@ impl Envelope {
             Some(Value::String(s)) => Some(s),
             Some(other) => Some(other.to_string()),
         };
+        let traceparent = match m.remove("traceparent") {
+            None | Some(Value::Null) => None,
+            Some(Value::String(s)) if s.trim().is_empty() => None,
+            Some(Value::String(s)) => Some(s),
+            Some(other) => {
+                return Err(bad(
+                    "traceparent",
+                    format!("must be a W3C traceparent string, not {other}"),
+                ));
+            }
+        };
         Ok(Envelope {
             id,
             task_type,
@@ -176,6 +193,7 @@ impl Envelope {
             priority,
             attempts,
             last_error,
+            traceparent,
         })
     }
 }
@@ -403,6 +421,22 @@ mod tests {
                 .id,
             "42"
         );
+    }
+
+    #[test]
+    fn a_traceparent_is_kept_through_a_round_trip() {
+        let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+        let raw = format!(r#"{{"id":"1","type":"T","traceparent":"{tp}"}}"#);
+        let e = Envelope::parse(raw.as_bytes()).expect("valid");
+        assert_eq!(e.traceparent.as_deref(), Some(tp));
+        let back = serde_json::to_value(&e).expect("serializes");
+        assert_eq!(back["traceparent"], tp);
+        assert_eq!(Envelope::from_value(back).expect("round trip"), e);
+        let none = serde_json::to_value(Envelope::new("2", "T", Map::new())).expect("serializes");
+        assert!(none.get("traceparent").is_none(), "absent when not set");
+        let err =
+            Envelope::parse(br#"{"id":"1","type":"T","traceparent":5}"#).expect_err("a number");
+        assert!(err.to_string().contains("`traceparent`"), "{err}");
     }
 
     #[test]

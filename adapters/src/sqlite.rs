@@ -35,7 +35,7 @@ mod wake;
 pub use settings::Settings;
 
 /// `PRAGMA user_version` of the schema below.
-const SCHEMA_VERSION: i64 = 3;
+const SCHEMA_VERSION: i64 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Unknown task types are looked for at most this often.
 const SWEEP_EVERY_MS: i64 = 2_000;
@@ -63,7 +63,8 @@ CREATE TABLE IF NOT EXISTS tasks (
     run_at         INTEGER,
     priority       INTEGER NOT NULL DEFAULT 0,
     attempts       INTEGER NOT NULL DEFAULT 0,
-    last_error     TEXT
+    last_error     TEXT,
+    traceparent    TEXT
 );
 CREATE INDEX IF NOT EXISTS tasks_claim ON tasks (status, type, seq);
 CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (type, priority DESC, seq) WHERE status = 'queued';
@@ -89,6 +90,9 @@ SELECT seq, id, type, params, correlation_id, status, deliveries, lease_owner, l
 DROP TABLE tasks_v1;
 ";
 
+/// Version 3 to 4: the task's W3C `traceparent`.
+const MIGRATE_3_TO_4: &str = "ALTER TABLE tasks ADD COLUMN traceparent TEXT;";
+
 /// Claims skip paused types (a primary-key probe of `paused_types`). Highest priority first, then oldest
 /// (see [`due`]).
 const SELECT_QUEUED: &str = "SELECT priority, seq FROM tasks WHERE status = 'queued' AND type = ?1
@@ -101,7 +105,7 @@ const SELECT_EXPIRED: &str = "SELECT priority, seq FROM tasks WHERE status = 'ru
 const TAKE: &str = "UPDATE tasks SET status = 'running', lease_owner = ?1, lease_until = ?2,
      deliveries = deliveries + 1, lease_token = lease_token + 1 WHERE seq = ?3
      RETURNING id, type, params, correlation_id, deliveries, lease_token, run_at, priority, attempts,
-       last_error";
+       last_error, traceparent";
 /// Running tasks with a cancel pending whose lease expired (their host died before it could stop them)
 /// become `cancelled` instead of running again. `?1` now (ms), `?2` now (RFC 3339), `?3` this host.
 const CANCEL_ORPHANS: &str = "UPDATE tasks SET status = 'cancelled', finished_at = ?1, lease_owner = NULL,
@@ -222,9 +226,12 @@ impl SqliteSource {
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(db)?;
             }
-            2 => {
-                tracing::info!(path = %shown, "upgrading the sqlite schema from version 2 to 3 (run_at, priority)");
-                tx.execute_batch(due::MIGRATE_2_TO_3).map_err(db)?;
+            2 | 3 => {
+                tracing::info!(path = %shown, "upgrading the sqlite schema from version {version} to {SCHEMA_VERSION} (run_at, priority, traceparent)");
+                if version == 2 {
+                    tx.execute_batch(due::MIGRATE_2_TO_3).map_err(db)?;
+                }
+                tx.execute_batch(MIGRATE_3_TO_4).map_err(db)?;
                 tx.execute_batch(SCHEMA).map_err(db)?;
                 tx.pragma_update(None, "user_version", SCHEMA_VERSION)
                     .map_err(db)?;
@@ -459,8 +466,8 @@ impl Queue for SqliteSource {
             .write(move |c| {
                 c.prepare_cached(
                     "INSERT INTO tasks (id, type, params, correlation_id, status, enqueued_at, run_at,
-                                        priority, attempts, last_error)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10) ON CONFLICT (id) DO NOTHING",
+                                        priority, attempts, last_error, traceparent)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING",
                 )?
                 .execute(params![
                     e.id,
@@ -473,6 +480,7 @@ impl Queue for SqliteSource {
                     e.priority,
                     e.attempts,
                     e.last_error,
+                    e.traceparent,
                 ])
             })
             .await?;

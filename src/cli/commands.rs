@@ -186,11 +186,17 @@ fn envelope(cfg_types: &[String], t: &TaskArgs, allow_unknown: bool) -> anyhow::
     if id.is_empty() {
         return Err(Usage("--id must not be empty".into()).into());
     }
-    Ok(Envelope::new(
-        id,
-        t.task_type.clone(),
-        parse_params(t.params.as_deref())?,
-    ))
+    let mut env = Envelope::new(id, t.task_type.clone(), parse_params(t.params.as_deref())?);
+    if let Some(tp) = &t.traceparent {
+        if !workerhost::telemetry::valid_traceparent(tp) {
+            let msg = format!(
+                "--traceparent {tp:?} is not a W3C traceparent (00-<32 hex>-<16 hex>-<2 hex>, lower case)"
+            );
+            return Err(Usage(msg).into());
+        }
+        env.traceparent = Some(tp.clone());
+    }
+    Ok(env)
 }
 
 pub async fn submit(path: &Path, s: SubmitArgs) -> anyhow::Result<u8> {

@@ -147,6 +147,9 @@ pub struct TaskArgs {
     /// submit: enqueue even if no worker in this config handles the type (another host's may).
     #[arg(long)]
     pub any_type: bool,
+    /// A W3C trace context the task's spans continue (00-<trace id>-<span id>-<flags>).
+    #[arg(long, value_name = "TRACEPARENT")]
+    pub traceparent: Option<String>,
 }
 
 /// `submit`: a task, and when (and how urgently) it should run.

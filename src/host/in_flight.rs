@@ -56,7 +56,7 @@ pub enum Reclaim {
     /// Its task is settling here; it starts once that is done.
     Deferred,
     /// Not in flight here: start it.
-    New(Delivery),
+    New(Box<Delivery>),
 }
 
 /// The host-wide and the worker's own permit of a running task.
@@ -122,7 +122,7 @@ impl InFlight {
     pub fn reclaim(&self, d: Delivery) -> Reclaim {
         let mut entries = lock(&self.entries);
         let Some(e) = entries.get_mut(&d.lease.task_id) else {
-            return Reclaim::New(d);
+            return Reclaim::New(Box::new(d));
         };
         if e.settling {
             e.deferred = Some(d);

@@ -131,6 +131,9 @@ impl Launch {
                 set("WORKERHOST_TASK_ID", doc.id.clone());
                 set("WORKERHOST_TASK_TYPE", doc.task_type.clone());
                 set("WORKERHOST_ATTEMPT", doc.attempt.to_string());
+                if let Some(tp) = &doc.traceparent {
+                    set("TRACEPARENT", tp.clone());
+                }
                 set("WORKERHOST_MODE", "spawn".into());
             }
             None => {

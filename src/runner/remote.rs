@@ -28,13 +28,14 @@ impl RemoteRunner {
     ) -> Attempt {
         let started = Instant::now();
         let call = async {
-            let resp = self
+            let mut req = self
                 .client
                 .post(&self.url)
-                .header("X-Workerhost-Task-Id", &doc.id)
-                .json(doc)
-                .send()
-                .await?;
+                .header("X-Workerhost-Task-Id", &doc.id);
+            if let Some(tp) = &doc.traceparent {
+                req = req.header("traceparent", tp);
+            }
+            let resp = req.json(doc).send().await?;
             let status = resp.status();
             let mut body = Vec::new();
             let mut resp = resp;

@@ -4,6 +4,7 @@
 
 mod cli;
 mod integration;
+mod otel;
 mod outcomes;
 mod pool;
 mod queue;

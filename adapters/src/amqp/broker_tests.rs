@@ -392,3 +392,40 @@ async fn results_are_also_published_to_the_result_exchange() {
     );
     b.cleanup().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traceparent_travels_in_the_body_and_is_read_from_the_header() {
+    let q = unique("trace");
+    let s = source(&q, json!({"consumer_timeout_ms": 3_600_000})).await;
+    let b = Broker::new(&q).await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut e = envelope("tp1");
+    e.traceparent = Some(tp.into());
+    s.submit(&e).await.expect("submit");
+    // A producer that puts the context only in the standard header.
+    let mut headers = FieldTable::default();
+    headers.insert("traceparent".into(), AMQPValue::LongString(tp.into()));
+    b.ch.basic_publish(
+        "".into(),
+        q.as_str().into(),
+        lapin::options::BasicPublishOptions::default(),
+        br#"{"id":"tp2","type":"T"}"#,
+        lapin::BasicProperties::default().with_headers(headers),
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("confirm");
+    let got = claim_n(&s, 2).await;
+    assert_eq!(got.len(), 2);
+    for d in &got {
+        let env = d.envelope.as_ref().expect("an envelope");
+        assert_eq!(env.traceparent.as_deref(), Some(tp), "{}", env.id);
+        s.settle(&d.lease, &doc(&d.lease.task_id, "succeeded"))
+            .await
+            .expect("settle");
+    }
+    s.stop_consuming().await;
+    s.close().await;
+    b.cleanup().await;
+}

@@ -138,6 +138,17 @@ pub fn receipt(generation: u64, tag: u64) -> String {
 
 /// Deliveries so far, this one included: `x-delivery-count` (quorum queues) + 1, otherwise 2 for a
 /// redelivered message (classic queues only say "delivered before") and 1 for a fresh one.
+/// The message's `traceparent` header (W3C trace context over AMQP), when it has one.
+pub fn traceparent_header(props: &BasicProperties) -> Option<String> {
+    let v = props.headers().as_ref()?.inner().get("traceparent")?;
+    let s = match v {
+        AMQPValue::LongString(s) => s.to_string(),
+        AMQPValue::ShortString(s) => s.to_string(),
+        _ => return None,
+    };
+    (!s.trim().is_empty()).then_some(s)
+}
+
 pub fn delivery_count(props: &BasicProperties, redelivered: bool) -> u32 {
     let header = props
         .headers()
@@ -174,6 +185,12 @@ impl Msg {
                 reason: reason.to_string(),
             }
         });
+        // A producer that traces may put its context in the standard header rather than the body.
+        if let Ok(e) = &mut envelope
+            && e.traceparent.is_none()
+        {
+            e.traceparent = traceparent_header(&d.properties);
+        }
         if let Ok(e) = &mut envelope
             && e.correlation_id.is_none()
         {

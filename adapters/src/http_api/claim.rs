@@ -306,7 +306,14 @@ fn envelope_of(task: &Value, id: &str, type_name: &str) -> Result<Envelope, Stri
         Some(Value::String(t)) if !t.is_empty() => t.clone(),
         Some(_) => return Err("type is not a task type name".into()),
     };
-    Ok(Envelope::new(id, task_type, params))
+    let traceparent = match task.get("traceparent") {
+        Some(Value::String(t)) if !t.trim().is_empty() => Some(t.clone()),
+        _ => None,
+    };
+    Ok(Envelope {
+        traceparent,
+        ..Envelope::new(id, task_type, params)
+    })
 }
 
 #[cfg(test)]

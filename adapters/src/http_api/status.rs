@@ -16,7 +16,11 @@ impl HttpSource {
                     .into(),
             ));
         }
-        let body = json!({"type": envelope.task_type, "params": envelope.params});
+        let mut body = json!({"type": envelope.task_type, "params": envelope.params});
+        // Kept where the TaskManager keeps extra fields (and handed back with the claimed task).
+        if let Some(tp) = &envelope.traceparent {
+            body["traceparent"] = json!(tp);
+        }
         let a = self
             .api
             .call(reqwest::Method::POST, "/tasks", Some(&body))

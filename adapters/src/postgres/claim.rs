@@ -33,7 +33,7 @@ SET status = 'running', lease_owner = $3, lease_until = now() + $4::bigint * int
     deliveries = t.deliveries + 1, lease_token = t.lease_token + 1
 FROM picked WHERE t.id = picked.id
 RETURNING t.id, t.type, t.params, t.correlation_id, t.deliveries, t.lease_token, t.priority, t.attempts,
-          t.error";
+          t.error, t.traceparent";
 
 /// Rows whose lease expired go back to the queue (their deliveries already counted); one whose cancel
 /// was pending when its host died is recorded `cancelled` instead of being run again.
@@ -128,9 +128,11 @@ fn delivery(s: &Shared, r: &Row) -> Result<Delivery, AdapterError> {
     let priority: i32 = r.try_get(6).map_err(bad)?;
     let attempts: i32 = r.try_get(7).map_err(bad)?;
     let last_error: Option<String> = r.try_get(8).map_err(bad)?;
+    let traceparent: Option<String> = r.try_get(9).map_err(bad)?;
     let envelope = match params {
         Value::Object(params) => Ok(Envelope {
             correlation_id,
+            traceparent,
             priority,
             // A retry that waited in the queue carries the attempts so far and the last error.
             attempts: u32::try_from(attempts).unwrap_or(0),

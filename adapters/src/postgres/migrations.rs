@@ -26,6 +26,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "cancel_requested flag, depth index",
         sql: V2,
     },
+    Migration {
+        version: 3,
+        name: "traceparent column",
+        sql: V3,
+    },
 ];
 
 /// The schema version this build of workerhost needs.
@@ -111,6 +116,11 @@ $$;
 const V2: &str = r#"
 ALTER TABLE {s}.tasks ADD COLUMN cancel_requested boolean NOT NULL DEFAULT false;
 CREATE INDEX tasks_depth ON {s}.tasks (status, type) WHERE status IN ('queued', 'scheduled', 'running', 'dead');
+"#;
+
+/// OpenTelemetry (SPEC section 11): the W3C trace context a task's spans continue, kept with the task.
+const V3: &str = r#"
+ALTER TABLE {s}.tasks ADD COLUMN traceparent text;
 "#;
 
 /// Where a database's schema stands against this build.

@@ -5,10 +5,11 @@ use crate::{AdapterError, Envelope, ResultDocument, TaskState, TaskStatus};
 use serde_json::Value;
 
 /// `$1` id, `$2` type, `$3` params, `$4` correlation id, `$5` run_at in ms since the epoch (NULL: now),
-/// `$6` priority, `$7` attempts so far, `$8` the last error; no row back means the id exists.
+/// `$6` priority, `$7` attempts so far, `$8` the last error, `$9` the traceparent; no row back means
+/// the id exists.
 pub const INSERT: &str = "
-INSERT INTO {s}.tasks (id, type, params, correlation_id, run_at, priority, attempts, error)
-VALUES ($1, $2, $3, $4, COALESCE(to_timestamp($5::bigint / 1000.0), now()), $6, $7, $8)
+INSERT INTO {s}.tasks (id, type, params, correlation_id, run_at, priority, attempts, error, traceparent)
+VALUES ($1, $2, $3, $4, COALESCE(to_timestamp($5::bigint / 1000.0), now()), $6, $7, $8, $9)
 ON CONFLICT (id) DO NOTHING RETURNING id";
 
 /// A scheduled task whose time has come shows as `queued`: it is claimable now.
@@ -37,6 +38,7 @@ pub async fn submit(s: &Shared, e: &Envelope) -> Result<(), AdapterError> {
                     &e.priority,
                     &attempts,
                     &e.last_error,
+                    &e.traceparent,
                 ],
             )
             .await

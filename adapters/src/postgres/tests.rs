@@ -631,3 +631,19 @@ async fn a_requeued_retry_waits_scheduled_and_its_deliveries_start_again() {
     );
     a.close().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_traceparent_is_kept_with_the_task() {
+    if !server_up() {
+        return;
+    }
+    let s = Schema::new("trace");
+    let a = s.open("a", json!({})).await;
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut e = env("tp1", "T");
+    e.traceparent = Some(tp.into());
+    a.submit(&e).await.expect("submit");
+    let got = a.claim(&req(&[(&["T"], 1)], 1)).await.expect("claim");
+    let env = got[0].envelope.as_ref().expect("envelope");
+    assert_eq!(env.traceparent.as_deref(), Some(tp));
+}

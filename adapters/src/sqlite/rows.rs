@@ -44,11 +44,13 @@ pub(super) fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
         .and_then(|p| i32::try_from(p).ok())
         .unwrap_or(0);
     let (attempts, last_error) = (count(row, 8)?, text(row.get_ref(9)?));
+    let traceparent = text(row.get_ref(10)?);
     let envelope = envelope(id, task_type, params, correlation_id).map(|e| Envelope {
         run_at,
         priority,
         attempts,
         last_error,
+        traceparent,
         ..e
     });
     Ok(Delivery {

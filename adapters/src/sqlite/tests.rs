@@ -498,3 +498,20 @@ async fn a_commit_between_the_claim_and_the_wait_is_not_missed() {
 mod ops;
 mod time;
 mod wait;
+
+#[tokio::test]
+async fn a_traceparent_is_kept_with_the_task() {
+    let dir = TempDir::new().expect("tempdir");
+    let s = open(&dir, "h1", 30_000);
+    let tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01";
+    let mut e = env("tp1", "T");
+    e.traceparent = Some(tp.into());
+    s.submit(&e).await.expect("submit");
+    s.submit(&env("plain", "T")).await.expect("submit");
+    let got = claim(&s, &["T"], 2).await;
+    let tps: Vec<Option<String>> = got
+        .iter()
+        .map(|d| d.envelope.as_ref().expect("envelope").traceparent.clone())
+        .collect();
+    assert_eq!(tps, [Some(tp.to_string()), None]);
+}

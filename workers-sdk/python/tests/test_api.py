@@ -286,3 +286,19 @@ def test_serve_pool_in_process():
 def test_unknown_mode_is_refused(capsys):
     assert worker(lambda p, t: {}).serve(mode="bogus") == 2
     assert "expected spawn or pool" in capsys.readouterr().err
+
+
+def test_traceparent_from_the_document_else_the_environment(monkeypatch):
+    from workerhost_sdk._runner import InvalidTask, parse_task as parse
+
+    tp = "00-4bf92f3577b34da6a3ce929d0e0e4736-00f067aa0ba902b7-01"
+    monkeypatch.delenv("TRACEPARENT", raising=False)
+    assert parse('{"id": "a", "type": "t"}').traceparent is None
+    assert parse(json.dumps({"id": "a", "type": "t", "traceparent": tp})).traceparent == tp
+    other = "00-4bf92f3577b34da6a3ce929d0e0e4736-1111111111111111-01"
+    monkeypatch.setenv("TRACEPARENT", other)
+    assert parse('{"id": "a", "type": "t"}').traceparent == other
+    assert parse(json.dumps({"id": "a", "type": "t", "traceparent": tp})).traceparent == tp
+    with pytest.raises(InvalidTask):
+        parse('{"id": "a", "type": "t", "traceparent": 7}')
+    assert Task().traceparent is None

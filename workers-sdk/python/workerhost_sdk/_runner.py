@@ -2,7 +2,7 @@
 
 Wire format (see ../../../shared/SPEC.md section 3 and workers-sdk/rust/src/lib.rs):
 
-- task document: ``{"id", "type", "params", "attempt", "correlation_id"?}``
+- task document: ``{"id", "type", "params", "attempt", "correlation_id"?, "traceparent"?}``
 - result document: ``{"success": true, "result": {...}}`` or ``{"success": false, "error": {"type",
   "message", "traceback"?, "retry_possible"}, "retriable"?: false}``, plus ``"logs"`` when the handler
   logged, plus ``"id"`` in pool mode.
@@ -71,21 +71,24 @@ class InvalidTask(ValueError):
 
 
 class Task:
-    """One task as the handler sees it: ``id``, ``type``, ``params``, ``attempt``, ``correlation_id``.
+    """One task as the handler sees it: ``id``, ``type``, ``params``, ``attempt``, ``correlation_id``,
+    ``traceparent`` (the W3C trace context of this attempt, or None: make your spans its children).
 
     ``document`` is the whole task document as received (extra keys included). Build one by hand in
     unit tests: ``Task(params={"x": 1})``.
     """
 
-    __slots__ = ("id", "type", "params", "attempt", "correlation_id", "document", "logs", "_stream", "_lock")
+    __slots__ = ("id", "type", "params", "attempt", "correlation_id", "traceparent", "document", "logs",
+                 "_stream", "_lock")
 
     def __init__(self, id="test", type="test", params=None, attempt=1, correlation_id=None,
-                 document=None, stream=None):
+                 document=None, stream=None, traceparent=None):
         self.id = id
         self.type = type
         self.params = {} if params is None else params
         self.attempt = attempt
         self.correlation_id = correlation_id
+        self.traceparent = traceparent
         self.document = document if document is not None else {
             "id": id, "type": type, "params": self.params, "attempt": attempt,
             "correlation_id": correlation_id,
@@ -131,7 +134,8 @@ def parse_task(data, stream=None):
 
     Raises :class:`InvalidTask`. ``id`` must be a string (an integer is accepted and converted, for
     hand-written tests), ``type`` a string, ``params`` an object (absent or null: ``{}``), ``attempt``
-    an integer (default 1), ``correlation_id`` a string or absent.
+    an integer (default 1), ``correlation_id`` a string or absent, ``traceparent`` a string or absent
+    (absent: the ``TRACEPARENT`` environment variable a spawned worker gets, if set).
     """
     if isinstance(data, Mapping):
         doc = data
@@ -164,7 +168,13 @@ def parse_task(data, stream=None):
     correlation_id = doc.get("correlation_id")
     if correlation_id is not None and not isinstance(correlation_id, str):
         raise InvalidTask("correlation_id must be a string", task_id)
-    return Task(task_id, task_type, params, attempt, correlation_id, document=dict(doc), stream=stream)
+    traceparent = doc.get("traceparent")
+    if traceparent is None:
+        traceparent = os.environ.get("TRACEPARENT") or None
+    elif not isinstance(traceparent, str):
+        raise InvalidTask("traceparent must be a string", task_id)
+    return Task(task_id, task_type, params, attempt, correlation_id, document=dict(doc), stream=stream,
+                traceparent=traceparent)
 
 
 def _json_kind(value):

@@ -46,6 +46,10 @@ pub struct TaskDocument {
     pub attempt: u32,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub correlation_id: Option<String>,
+    /// The W3C trace context of this attempt (its span, when the host exports traces): a worker that
+    /// traces makes its spans children of it. Spawned workers also find it in `TRACEPARENT`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub traceparent: Option<String>,
 }
 
 fn one() -> u32 {
