@@ -538,85 +538,17 @@ async fn build_inner(
     } else {
         vec!["-r".as_ref(), env.requirements.as_os_str()]
     };
+    let at = Install {
+        worker: name,
+        python,
+        dir,
+        venv_python: &venv_python,
+        target: &target,
+        cwd: &cwd,
+    };
     let installer_name = match &installer {
-        Installer::Uv(uv) => {
-            step(
-                name,
-                "uv venv",
-                uv,
-                &[
-                    "venv".as_ref(),
-                    "--python".as_ref(),
-                    python.as_os_str(),
-                    dir.as_os_str(),
-                ],
-                Some(&cwd),
-            )
-            .await?;
-            let mut args: Vec<&std::ffi::OsStr> = vec![
-                "pip".as_ref(),
-                "install".as_ref(),
-                "--python".as_ref(),
-                venv_python.as_os_str(),
-            ];
-            args.extend(&target);
-            step(name, "uv pip install", uv, &args, Some(&cwd)).await?;
-            step(
-                name,
-                "uv pip check",
-                uv,
-                &[
-                    "pip".as_ref(),
-                    "check".as_ref(),
-                    "--python".as_ref(),
-                    venv_python.as_os_str(),
-                ],
-                Some(&cwd),
-            )
-            .await?;
-            let v = step(name, "uv --version", uv, &["--version".as_ref()], None).await?;
-            first_words(&v)
-        }
-        Installer::Pip => {
-            step(
-                name,
-                "python -m venv",
-                python,
-                &["-m".as_ref(), "venv".as_ref(), dir.as_os_str()],
-                Some(&cwd),
-            )
-            .await?;
-            let mut args: Vec<&std::ffi::OsStr> = vec![
-                "-m".as_ref(),
-                "pip".as_ref(),
-                "install".as_ref(),
-                "--disable-pip-version-check".as_ref(),
-            ];
-            args.extend(&target);
-            step(name, "pip install", &venv_python, &args, Some(&cwd)).await?;
-            step(
-                name,
-                "pip check",
-                &venv_python,
-                &[
-                    "-m".as_ref(),
-                    "pip".as_ref(),
-                    "check".as_ref(),
-                    "--disable-pip-version-check".as_ref(),
-                ],
-                Some(&cwd),
-            )
-            .await?;
-            let v = step(
-                name,
-                "pip --version",
-                &venv_python,
-                &["-m".as_ref(), "pip".as_ref(), "--version".as_ref()],
-                None,
-            )
-            .await?;
-            first_words(&v)
-        }
+        Installer::Uv(uv) => at.with_uv(uv).await?,
+        Installer::Pip => at.with_pip().await?,
     };
     let stamp = Stamp {
         requirements: requirements_key(w, env),
@@ -639,6 +571,115 @@ async fn build_inner(
         tail: Vec::new(),
     })?;
     Ok(stamp)
+}
+
+/// Where and what one install puts: the venv at `dir` made with `python`, then `target` (`-r file` or
+/// the project folder) installed into it, each step run in `cwd`.
+struct Install<'a> {
+    worker: &'a str,
+    python: &'a Path,
+    dir: &'a Path,
+    venv_python: &'a Path,
+    target: &'a [&'a std::ffi::OsStr],
+    cwd: &'a Path,
+}
+
+impl Install<'_> {
+    /// `uv venv`, `uv pip install`, `uv pip check`; the installer's name and version.
+    async fn with_uv(&self, uv: &Path) -> Result<String, SetupError> {
+        step(
+            self.worker,
+            "uv venv",
+            uv,
+            &[
+                "venv".as_ref(),
+                "--python".as_ref(),
+                self.python.as_os_str(),
+                self.dir.as_os_str(),
+            ],
+            Some(self.cwd),
+        )
+        .await?;
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "pip".as_ref(),
+            "install".as_ref(),
+            "--python".as_ref(),
+            self.venv_python.as_os_str(),
+        ];
+        args.extend(self.target);
+        step(self.worker, "uv pip install", uv, &args, Some(self.cwd)).await?;
+        step(
+            self.worker,
+            "uv pip check",
+            uv,
+            &[
+                "pip".as_ref(),
+                "check".as_ref(),
+                "--python".as_ref(),
+                self.venv_python.as_os_str(),
+            ],
+            Some(self.cwd),
+        )
+        .await?;
+        let v = step(
+            self.worker,
+            "uv --version",
+            uv,
+            &["--version".as_ref()],
+            None,
+        )
+        .await?;
+        Ok(first_words(&v))
+    }
+
+    /// `python -m venv`, `pip install`, `pip check`; the installer's name and version.
+    async fn with_pip(&self) -> Result<String, SetupError> {
+        step(
+            self.worker,
+            "python -m venv",
+            self.python,
+            &["-m".as_ref(), "venv".as_ref(), self.dir.as_os_str()],
+            Some(self.cwd),
+        )
+        .await?;
+        let mut args: Vec<&std::ffi::OsStr> = vec![
+            "-m".as_ref(),
+            "pip".as_ref(),
+            "install".as_ref(),
+            "--disable-pip-version-check".as_ref(),
+        ];
+        args.extend(self.target);
+        step(
+            self.worker,
+            "pip install",
+            self.venv_python,
+            &args,
+            Some(self.cwd),
+        )
+        .await?;
+        step(
+            self.worker,
+            "pip check",
+            self.venv_python,
+            &[
+                "-m".as_ref(),
+                "pip".as_ref(),
+                "check".as_ref(),
+                "--disable-pip-version-check".as_ref(),
+            ],
+            Some(self.cwd),
+        )
+        .await?;
+        let v = step(
+            self.worker,
+            "pip --version",
+            self.venv_python,
+            &["-m".as_ref(), "pip".as_ref(), "--version".as_ref()],
+            None,
+        )
+        .await?;
+        Ok(first_words(&v))
+    }
 }
 
 /// `pip 23.2.1 from /x (python 3.11)` → `pip 23.2.1`.

@@ -48,24 +48,27 @@ macro_rules! dispatch {
     };
 }
 
+/// The calls made for every task (claim, renew, settle, release, requeue) box the adapter's future: an
+/// `async` call through this enum is otherwise as large as the largest adapter's future (PostgreSQL's
+/// and AMQP's are kilobytes), and every task's own future, which holds it, is moved when it is spawned.
 impl Consumer for Source {
     fn kind(&self) -> &'static str {
         dispatch!(self, s => s.kind())
     }
     async fn claim(&self, req: &ClaimRequest) -> Result<Vec<Delivery>, AdapterError> {
-        dispatch!(self, s => s.claim(req).await)
+        dispatch!(self, s => Box::pin(s.claim(req)).await)
     }
     async fn renew(&self, leases: &[Lease]) -> Result<Vec<Revoked>, AdapterError> {
-        dispatch!(self, s => s.renew(leases).await)
+        dispatch!(self, s => Box::pin(s.renew(leases)).await)
     }
     async fn settle(&self, lease: &Lease, doc: &ResultDocument) -> Result<Settled, AdapterError> {
-        dispatch!(self, s => s.settle(lease, doc).await)
+        dispatch!(self, s => Box::pin(s.settle(lease, doc)).await)
     }
     async fn release(&self, lease: &Lease) -> Result<(), AdapterError> {
-        dispatch!(self, s => s.release(lease).await)
+        dispatch!(self, s => Box::pin(s.release(lease)).await)
     }
     async fn requeue(&self, lease: &Lease, task: &Envelope) -> Result<(), AdapterError> {
-        dispatch!(self, s => s.requeue(lease, task).await)
+        dispatch!(self, s => Box::pin(s.requeue(lease, task)).await)
     }
     async fn ping(&self) -> Result<(), AdapterError> {
         dispatch!(self, s => s.ping().await)

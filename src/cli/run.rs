@@ -128,6 +128,9 @@ async fn bind_http(
     Ok(Some(l))
 }
 
+/// `workerhost run`. Long on purpose: it is the host's start and stop in order, read top to bottom
+/// (config, setup, registry, HTTP, scheduler, signals, the loop, then everything stopped in reverse);
+/// each step is a call, and splitting the sequence would only scatter it.
 pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     let cfg = load(config_path)?;
     let s = resolve_settings(&args, &cfg)?;
@@ -135,22 +138,11 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     let host_id = settings::unique_host_id(&s.host_name);
     let source = workerhost::source::open(&cfg, &host_id).await?;
     let envs = Arc::new(Environments::default());
-    let mut not_set_up = Vec::new();
-    if args.setup {
-        for o in envs.setup_at_start(&cfg.workers).await {
-            let secs = o.elapsed.as_secs_f64();
-            match o.result {
-                Ok(r) => tracing::info!(worker = %o.worker, seconds = secs, "setup: {}", r.detail),
-                Err(e) => {
-                    tracing::error!(
-                        seconds = secs,
-                        "setup failed, the worker is not started (its tasks wait in the queue): {e}"
-                    );
-                    not_set_up.push(o.worker);
-                }
-            }
-        }
-    }
+    let not_set_up = if args.setup {
+        setup_at_start(&envs, &cfg).await
+    } else {
+        Vec::new()
+    };
     let registry = Registry::build(&cfg.workers, s.concurrency, cfg.host.kill_grace, None)
         .map_err(|e| Usage(e.to_string()))?;
     envs.hold(&registry, &not_set_up);
@@ -182,25 +174,7 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     let forced = Arc::new(AtomicBool::new(false));
     ops.board.attach(host.state.clone());
     let http_stop = CancellationToken::new();
-    let server = listener.map(|l| {
-        let state = HttpState {
-            host: host.state.clone(),
-            registry: host.registry_handle(),
-            metrics: ops.metrics.clone(),
-            board: ops.board.clone(),
-            host_id: host_id.clone(),
-            task_manager: cfg.task_manager.kind().to_string(),
-            token: cfg.host.token.clone(),
-            source: host.source(),
-            depth: Arc::new(workerhost::depth::DepthSampler::new(host.source())),
-            loopback: l.local_addr().is_ok_and(|a| a.ip().is_loopback()),
-        };
-        tokio::spawn(workerhost::http::serve(
-            l,
-            Arc::new(state),
-            http_stop.clone(),
-        ))
-    });
+    let server = listener.map(|l| serve_http(l, &host, &ops, &cfg, &host_id, &http_stop));
     let (schedules_tx, schedules_rx) = tokio::sync::watch::channel(Arc::new(cfg.schedules.clone()));
     if !cfg.schedules.is_empty()
         && !matches!(cfg.task_manager.kind(), "sqlite" | "redis" | "postgres")
@@ -248,11 +222,7 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
     envs.sweep();
     http_stop.cancel();
     if let Some(server) = server {
-        match tokio::time::timeout(Duration::from_secs(2), server).await {
-            Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the HTTP server failed"),
-            Err(_) => tracing::warn!("the HTTP server did not stop within 2 s"),
-            _ => {}
-        }
+        stop_http(server).await;
     }
     ops.hooks.drain(HOOK_DRAIN).await;
     if forced.load(Ordering::SeqCst) {
@@ -266,6 +236,63 @@ pub async fn run(config_path: &Path, args: RunArgs) -> anyhow::Result<u8> {
         "workerhost stopped"
     );
     Ok(0)
+}
+
+/// `run --setup`: provisions every managed worker first; returns the workers whose setup failed (they
+/// are held back: not started, their tasks wait in the queue).
+async fn setup_at_start(envs: &Environments, cfg: &workerhost::config::Config) -> Vec<String> {
+    let mut not_set_up = Vec::new();
+    for o in envs.setup_at_start(&cfg.workers).await {
+        let secs = o.elapsed.as_secs_f64();
+        match o.result {
+            Ok(r) => tracing::info!(worker = %o.worker, seconds = secs, "setup: {}", r.detail),
+            Err(e) => {
+                tracing::error!(
+                    seconds = secs,
+                    "setup failed, the worker is not started (its tasks wait in the queue): {e}"
+                );
+                not_set_up.push(o.worker);
+            }
+        }
+    }
+    not_set_up
+}
+
+/// Starts the HTTP endpoints on `listener` with a view of the host's state.
+fn serve_http(
+    listener: tokio::net::TcpListener,
+    host: &Host,
+    ops: &Ops,
+    cfg: &workerhost::config::Config,
+    host_id: &str,
+    stop: &CancellationToken,
+) -> tokio::task::JoinHandle<std::io::Result<()>> {
+    let state = HttpState {
+        host: host.state.clone(),
+        registry: host.registry_handle(),
+        metrics: ops.metrics.clone(),
+        board: ops.board.clone(),
+        host_id: host_id.to_string(),
+        task_manager: cfg.task_manager.kind().to_string(),
+        token: cfg.host.token.clone(),
+        source: host.source(),
+        depth: Arc::new(workerhost::depth::DepthSampler::new(host.source())),
+        loopback: listener.local_addr().is_ok_and(|a| a.ip().is_loopback()),
+    };
+    tokio::spawn(workerhost::http::serve(
+        listener,
+        Arc::new(state),
+        stop.clone(),
+    ))
+}
+
+/// Waits (at most 2 s) for the HTTP server to end after its stop.
+async fn stop_http(server: tokio::task::JoinHandle<std::io::Result<()>>) {
+    match tokio::time::timeout(Duration::from_secs(2), server).await {
+        Ok(Ok(Err(e))) => tracing::warn!(error = %e, "the HTTP server failed"),
+        Err(_) => tracing::warn!("the HTTP server did not stop within 2 s"),
+        _ => {}
+    }
 }
 
 /// What SIGHUP reloads: the worker registry (and the managed environments) and the schedules.

@@ -67,6 +67,8 @@ pub fn load(path: &Path) -> Result<Config, ConfigError> {
 
 /// Resolves config `text`. `path` names the file in messages and its folder is the base for relative
 /// paths (it need not exist); `env` looks up environment variables (for `${VAR}` and `PATH`).
+/// Long on purpose: one pass over the top-level sections, each a call, collecting every problem
+/// before it answers (the loader's contract: all mistakes at once).
 pub fn load_str(text: &str, path: &Path, env: Env) -> Result<Config, ConfigError> {
     let fail = |problems: Vec<Problem>| ConfigError {
         file: path.to_path_buf(),

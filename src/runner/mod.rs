@@ -86,7 +86,9 @@ impl Runner {
     }
 
     /// Runs one attempt of `doc`. `kill` is the host's forced stop: the attempt ends at once,
-    /// [`Outcome::Interrupted`]. Progress lines on stderr go to `progress`.
+    /// [`Outcome::Interrupted`]. Progress lines on stderr go to `progress`. Each runner's future is
+    /// boxed: inline, every task's future would be as large as the largest of the three (the remote
+    /// runner's HTTP client future), and it is moved when the task is spawned.
     pub async fn run(
         &self,
         worker: &WorkerConfig,
@@ -95,9 +97,9 @@ impl Runner {
         progress: &ProgressSink,
     ) -> Attempt {
         match self {
-            Runner::Spawn(s) => s.run(worker, doc, kill, progress).await,
-            Runner::Pool(p) => p.run(worker, doc, kill, progress).await,
-            Runner::Remote(r) => r.run(worker, doc, kill).await,
+            Runner::Spawn(s) => Box::pin(s.run(worker, doc, kill, progress)).await,
+            Runner::Pool(p) => Box::pin(p.run(worker, doc, kill, progress)).await,
+            Runner::Remote(r) => Box::pin(r.run(worker, doc, kill)).await,
         }
     }
 }

@@ -392,7 +392,8 @@ fn environment(
 /// `venv_python` given as a bare name (no `/`, e.g. `python3`) is looked up on the `PATH` of the
 /// loader's environment and stored absolute; not finding it is a problem. This is an extension, so that
 /// examples work without a virtualenv. A path with a `/` resolves against the config file's folder and
-/// need not exist yet (`workerhost check` probes it).
+/// need not exist yet (`workerhost check` probes it). A little over 80 lines: the three kinds side by
+/// side, so that their mutual exclusion reads in one place.
 fn worker_kind(ctx: &mut Ctx, m: &Mapping, path: &str) -> Option<WorkerKind> {
     let python = get(m, "venv_python").is_some() || get(m, "module").is_some();
     let command = get(m, "command").is_some();
