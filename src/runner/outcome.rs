@@ -35,6 +35,14 @@ pub enum Outcome {
     ResourceLimit { reason: String },
 }
 
+/// Rust std's report of a failed allocation, `memory allocation of 1048576 bytes failed`.
+fn is_rust_alloc_failure(line: &str) -> bool {
+    line.trim()
+        .strip_prefix("memory allocation of ")
+        .and_then(|r| r.strip_suffix(" bytes failed"))
+        .is_some_and(|n| !n.is_empty() && n.bytes().all(|b| b.is_ascii_digit()))
+}
+
 /// The label used in metrics, logs, events and dead letters.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, serde::Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -128,9 +136,17 @@ impl Outcome {
     }
 
     /// This outcome seen in the light of the worker's `limits`: a death by SIGXCPU, by SIGKILL once the
-    /// CPU time reached the hard limit, or an SDK-reported `MemoryError` under `memory_mb`, is the
-    /// outcome `resource_limit`. Anything else is unchanged.
-    pub fn under_limits(self, limits: &Limits, usage: Option<&Usage>) -> Outcome {
+    /// CPU time reached the hard limit, an SDK-reported `MemoryError` under `memory_mb`, or (under
+    /// `memory_mb`) a SIGABRT whose last stderr line is Rust's own report of a failed allocation
+    /// (`memory allocation of N bytes failed`: what std's default handler prints before it aborts, so a
+    /// Rust worker needs no `unsafe` allocator to be recognised), is the outcome `resource_limit`.
+    /// Anything else is unchanged.
+    pub fn under_limits(
+        self,
+        limits: &Limits,
+        usage: Option<&Usage>,
+        last_stderr: Option<&str>,
+    ) -> Outcome {
         let cpu_ms = usage.map(|u| u.cpu_user_ms + u.cpu_system_ms);
         match &self {
             Outcome::Crashed {
@@ -154,6 +170,20 @@ impl Outcome {
                         "CPU time limit reached (limits.cpu_seconds: {}, hard limit {} s): SIGKILL",
                         limits.cpu_seconds.unwrap_or(0),
                         limits.cpu_seconds.unwrap_or(0) + CPU_HARD_EXTRA_SECONDS
+                    ),
+                }
+            }
+            Outcome::Crashed {
+                signal: Some(sig), ..
+            } if *sig == libc::SIGABRT
+                && limits.memory_mb.is_some()
+                && last_stderr.is_some_and(is_rust_alloc_failure) =>
+            {
+                Outcome::ResourceLimit {
+                    reason: format!(
+                        "memory limit reached (limits.memory_mb: {}): {}",
+                        limits.memory_mb.unwrap_or(0),
+                        last_stderr.unwrap_or_default().trim()
                     ),
                 }
             }
@@ -252,5 +282,27 @@ impl Attempt {
             exit_code,
             usage: None,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn rusts_own_allocation_failure_line_is_recognised_and_nothing_else() {
+        assert!(is_rust_alloc_failure(
+            "memory allocation of 1048576 bytes failed"
+        ));
+        assert!(is_rust_alloc_failure(
+            "memory allocation of 8 bytes failed\n"
+        ));
+        assert!(!is_rust_alloc_failure(
+            "memory allocation of many bytes failed"
+        ));
+        assert!(!is_rust_alloc_failure("memory allocation of  bytes failed"));
+        assert!(!is_rust_alloc_failure(
+            "the worker said: memory allocation of 8 bytes failed"
+        ));
     }
 }

@@ -174,12 +174,12 @@ impl Pool {
         let read = exchange(&mut p, doc, cfg, kill).await;
         let (outcome, logs, keep) = self.judge(&mut p, read, doc, cfg).await;
         let usage = p.child.usage().map(super::Usage::from);
-        let outcome = outcome.under_limits(&cfg.limits, usage.as_ref());
         let why = p
             .serving
             .lock()
             .ok()
             .and_then(|s| s.tail.last_line().map(str::to_string));
+        let outcome = outcome.under_limits(&cfg.limits, usage.as_ref(), why.as_deref());
         let outcome = self.launch.import_failure(outcome, why);
         let tail = p
             .serving

@@ -126,8 +126,8 @@ impl SpawnRunner {
 
         let (outcome, logs) = outcome_of(worker, doc, ended, out, status, &serving);
         let usage = usage.map(Usage::from);
-        let outcome = outcome.under_limits(&worker.limits, usage.as_ref());
         let last_line = || serving.lock().ok()?.tail.last_line().map(str::to_string);
+        let outcome = outcome.under_limits(&worker.limits, usage.as_ref(), last_line().as_deref());
         let outcome = self.launch.import_failure(outcome, last_line());
         let mut a = attempt(outcome, started, &serving, status.and_then(|s| s.code()));
         a.logs = logs;

@@ -205,3 +205,51 @@ fn user_enters_its_project_path_as_that_user() {
     assert!(msg.contains("proj"), "{msg}");
     assert_eq!(doc["error"]["outcome"], "spawn_error", "{doc}");
 }
+
+/// A Rust worker whose allocation fails under `memory_mb` aborts after std's own report
+/// (`memory allocation of N bytes failed`): that is `resource_limit`, not retried; the same abort
+/// without `memory_mb`, or an abort with other last words, is an ordinary crash. (A process that prints
+/// std's line and aborts, as the Rust runtime does.)
+#[test]
+fn a_rust_allocation_failure_under_memory_mb_is_a_resource_limit() {
+    let abort_with = |line: &str| {
+        format!(
+            "import os, sys; sys.stdin.read(); sys.stderr.write({line:?} + '\\n'); sys.stderr.flush(); os.abort()"
+        )
+    };
+    let run = |line: &str, limits: &str| {
+        let p = Project::new();
+        let py = real_python();
+        let code = abort_with(line);
+        p.config(
+            "",
+            &format!(
+                "  - name: w\n    command: [{py:?}, \"-c\", {code:?}]\n    task_types: [T]\n    max_retries: 2\n{limits}"
+            ),
+        );
+        let (_, doc) = exec(&p);
+        doc
+    };
+    let doc = run(
+        "memory allocation of 1073741824 bytes failed",
+        "    limits: { memory_mb: 512 }\n",
+    );
+    assert_eq!(doc["error"]["outcome"], "resource_limit", "{doc}");
+    assert_eq!(doc["attempts"], 1, "not retried: {doc}");
+    assert!(
+        doc["error"]["message"]
+            .as_str()
+            .is_some_and(|m| m.contains("memory_mb: 512")),
+        "{doc}"
+    );
+    let doc = run("memory allocation of 1073741824 bytes failed", "");
+    assert_eq!(doc["error"]["outcome"], "crashed", "no memory_mb: {doc}");
+    let doc = run(
+        "something else went wrong",
+        "    limits: { memory_mb: 512 }\n",
+    );
+    assert_eq!(
+        doc["error"]["outcome"], "crashed",
+        "other last words: {doc}"
+    );
+}
