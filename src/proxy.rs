@@ -12,7 +12,7 @@ use serde_json::{Map, Value, json};
 use std::sync::atomic::Ordering;
 use std::time::Duration;
 use tokio_util::sync::CancellationToken;
-use workerhost_adapters::{Envelope, Stamp, now_ms};
+use workerhost_adapters::{Envelope, Stamp, now_ms, text};
 use workerhost_sdk::ErrorField;
 use workerhost_sdk::TaskDocument;
 
@@ -244,7 +244,7 @@ fn dead_letter_error(a: &Attempt, message: String) -> Value {
     } = &a.outcome
         && let Ok(v) = serde_json::to_value(d)
     {
-        m.insert("worker_error".into(), v);
+        m.insert("worker_error".into(), text::cap_value(v, text::ERROR_MAX));
     }
     if !a.stderr_tail.is_empty() {
         m.insert("stderr_tail".into(), Value::String(a.stderr_tail.clone()));

@@ -41,11 +41,40 @@ pub struct Delivery {
     pub deliveries: u32,
 }
 
+impl Delivery {
+    /// The task's type: the envelope's, or what a malformed message still showed of it.
+    pub fn task_type(&self) -> Option<&str> {
+        match &self.envelope {
+            Ok(e) => Some(&e.task_type),
+            Err(m) => m.task_type.as_deref(),
+        }
+    }
+}
+
+/// A message that is not a valid task envelope, and why (the host dead-letters it as `malformed`).
 #[derive(Debug, Clone)]
 pub struct Malformed {
-    /// The raw message as text, kept in the dead letter.
+    /// The raw message as text (an excerpt of at most [`crate::text::REASON_MAX`] bytes), kept in the
+    /// dead letter.
     pub raw: String,
+    /// At most [`crate::text::REASON_MAX`] bytes.
     pub reason: String,
+    /// The task's type where it could still be read (a readable `type` with bad `params`), for the dead
+    /// letter; `None` otherwise.
+    pub task_type: Option<String>,
+}
+
+impl Malformed {
+    /// A malformed message from its raw bytes: the excerpt and the reason bounded, the type salvaged
+    /// when the raw message is a JSON object with a usable `type`.
+    pub fn new(raw: &[u8], reason: impl Into<String>) -> Malformed {
+        use crate::text::{REASON_MAX, cap_owned, excerpt};
+        Malformed {
+            raw: excerpt(raw, REASON_MAX),
+            reason: cap_owned(reason.into(), REASON_MAX),
+            task_type: crate::envelope::salvage(raw).1,
+        }
+    }
 }
 
 /// The right to settle one delivery. `receipt` is adapter-specific (a fencing token, a stream entry id,

@@ -1,5 +1,6 @@
 //! The documents every adapter moves: the task envelope in, the result document out.
 
+use crate::text::{REASON_MAX, cap_owned, utf8_problem};
 use crate::time::{Stamp, parse_rfc3339};
 use serde::{Deserialize, Serialize};
 use serde_json::{Map, Value};
@@ -42,9 +43,48 @@ fn is_zero_u32(n: &u32) -> bool {
     *n == 0
 }
 
+/// Longest task id or type, in bytes. Ids and types are also free of control characters (NUL, newline,
+/// ...): they travel into keys, headers, file names and log lines.
+pub const NAME_MAX: usize = 1024;
+
+/// Why `s` cannot be a task's id or type; `None` when it can.
+pub fn name_problem(s: &str) -> Option<String> {
+    if s.is_empty() {
+        return Some("must be a non-empty string".into());
+    }
+    if s.len() > NAME_MAX {
+        return Some(format!("is {} bytes long (at most {NAME_MAX})", s.len()));
+    }
+    let (at, c) = s.char_indices().find(|(_, c)| c.is_control())?;
+    Some(format!("holds a control character ({:?} at byte {at})", c))
+}
+
+/// What can still be read of a message that is not a valid envelope, for its dead letter: its `id`
+/// (a string or a number) and `type`, each only when usable as one (see [`name_problem`]).
+pub fn salvage(raw: &[u8]) -> (Option<String>, Option<String>) {
+    // Read through invalid UTF-8 elsewhere in the message: a usable id or type is valid text itself.
+    let Ok(Value::Object(m)) = serde_json::from_str::<Value>(&String::from_utf8_lossy(raw)) else {
+        return (None, None);
+    };
+    let usable = |s: String| name_problem(&s).is_none().then_some(s);
+    let id = match m.get("id") {
+        Some(Value::String(s)) => usable(s.clone()),
+        Some(Value::Number(n)) => Some(n.to_string()),
+        _ => None,
+    };
+    let task_type = match m.get("type") {
+        Some(Value::String(s)) => usable(s.clone()),
+        _ => None,
+    };
+    (id, task_type)
+}
+
 /// Why a message is not a task envelope (kept in the dead letter as its reason).
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
+    /// Bytes that are not UTF-8 are never "repaired": the task would run with other text than was sent.
+    #[error("message is {0}")]
+    NotUtf8(String),
     #[error("message is not JSON: {0}")]
     NotJson(#[source] serde_json::Error),
     #[error("message is not a JSON object")]
@@ -53,6 +93,13 @@ pub enum EnvelopeError {
     MissingId,
     #[error("field `id` must be a non-empty string")]
     BadId,
+    /// An id or type too long or with control characters; `id` is the task's id when it is usable.
+    #[error("{}field `{field}` {problem}", id.as_deref().map(|i| format!("task {i}: ")).unwrap_or_default())]
+    BadName {
+        id: Option<String>,
+        field: &'static str,
+        problem: String,
+    },
     #[error("task {id}: missing field `type`")]
     MissingType { id: String },
     #[error("task {id}: field `type` must be a non-empty string")]
@@ -95,6 +142,9 @@ impl Envelope {
 
     /// Parses and validates a message body. The error says what is wrong, for the dead letter.
     pub fn parse(raw: &[u8]) -> Result<Envelope, EnvelopeError> {
+        if let Some(p) = utf8_problem(raw) {
+            return Err(EnvelopeError::NotUtf8(p));
+        }
         let v: Value = serde_json::from_slice(raw).map_err(EnvelopeError::NotJson)?;
         Self::from_value(v)
     }
@@ -109,11 +159,25 @@ impl Envelope {
             Some(_) => return Err(EnvelopeError::BadId),
             None => return Err(EnvelopeError::MissingId),
         };
+        if let Some(problem) = name_problem(&id) {
+            return Err(EnvelopeError::BadName {
+                id: None,
+                field: "id",
+                problem,
+            });
+        }
         let task_type = match m.remove("type") {
             Some(Value::String(s)) if !s.is_empty() => s,
             Some(_) => return Err(EnvelopeError::BadType { id }),
             None => return Err(EnvelopeError::MissingType { id }),
         };
+        if let Some(problem) = name_problem(&task_type) {
+            return Err(EnvelopeError::BadName {
+                id: Some(id),
+                field: "type",
+                problem,
+            });
+        }
         let params = match m.remove("params") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(p)) => p,
@@ -345,9 +409,10 @@ impl ResultDocument {
     }
 
     /// The short, readable form of `error` (its `message` when it is an object), for dead-letter fields,
-    /// columns and the status page. `None` without an error.
+    /// columns and the status page: at most [`REASON_MAX`] bytes (the whole error stays in `error`).
+    /// `None` without an error.
     pub fn error_message(&self) -> Option<String> {
-        Some(match self.error.as_ref()? {
+        let m = match self.error.as_ref()? {
             Value::Object(m) => match m.get("message") {
                 Some(Value::String(s)) => s.clone(),
                 Some(other) => other.to_string(),
@@ -355,7 +420,8 @@ impl ResultDocument {
             },
             Value::String(s) => s.clone(),
             other => other.to_string(),
-        })
+        };
+        Some(cap_owned(m, REASON_MAX))
     }
 }
 
@@ -421,6 +487,77 @@ mod tests {
                 .id,
             "42"
         );
+    }
+
+    /// Issue 16: ids with a NUL or of 128 KiB were blamed on the worker; invalid UTF-8 was "repaired".
+    #[test]
+    fn ids_types_and_bytes_that_cannot_be_a_task_are_malformed() {
+        let long = "i".repeat(NAME_MAX + 1);
+        let cases = [
+            (
+                format!(r#"{{"id":"{long}","type":"T"}}"#),
+                "field `id` is 1025 bytes long (at most 1024)",
+            ),
+            (
+                r#"{"id":"a\u0000b","type":"T"}"#.to_string(),
+                "field `id` holds a control character ('\\0' at byte 1)",
+            ),
+            (
+                r#"{"id":"a\nb","type":"T"}"#.to_string(),
+                "control character",
+            ),
+            (
+                format!(r#"{{"id":"7","type":"{long}"}}"#),
+                "task 7: field `type` is 1025 bytes long",
+            ),
+            (
+                r#"{"id":"7","type":"T\u0007"}"#.to_string(),
+                "task 7: field `type` holds a control character",
+            ),
+        ];
+        for (raw, want) in &cases {
+            let err = Envelope::parse(raw.as_bytes()).expect_err(want).to_string();
+            assert!(err.contains(want), "{err}");
+            assert!(err.len() < 200, "the reason does not copy the value: {err}");
+        }
+        let at_limit = format!(r#"{{"id":"{}","type":"T"}}"#, "i".repeat(NAME_MAX));
+        assert_eq!(
+            Envelope::parse(at_limit.as_bytes())
+                .expect("1024 bytes is fine")
+                .id
+                .len(),
+            NAME_MAX
+        );
+        // Non-ASCII text is fine; bytes that are not UTF-8 are not.
+        assert_eq!(
+            Envelope::parse("{\"id\":\"é\",\"type\":\"T\"}".as_bytes())
+                .expect("utf-8")
+                .id,
+            "é"
+        );
+        let err = Envelope::parse(b"{\"id\":\"1\",\"type\":\"T\",\"params\":{\"s\":\"\xff\xfe\"}}")
+            .expect_err("not UTF-8")
+            .to_string();
+        assert_eq!(err, "message is not UTF-8 (invalid byte at offset 36)");
+    }
+
+    #[test]
+    fn salvage_reads_a_usable_id_and_type_only() {
+        assert_eq!(
+            salvage(br#"{"id":"p1","type":"T","params":"a string"}"#),
+            (Some("p1".into()), Some("T".into()))
+        );
+        assert_eq!(salvage(br#"{"id":3}"#), (Some("3".into()), None));
+        assert_eq!(salvage(br#"{"id":"a\u0000","type":7}"#), (None, None));
+        assert_eq!(salvage(b"not json"), (None, None));
+        let m = crate::Malformed::new(
+            br#"{"id":"p1","type":"T","params":"x"}"#,
+            "r".repeat(10_000),
+        );
+        assert_eq!(m.task_type.as_deref(), Some("T"));
+        assert!(m.reason.len() <= crate::text::REASON_MAX);
+        let m = crate::Malformed::new(&vec![b'x'; 100_000], "reason");
+        assert!(m.raw.len() <= crate::text::REASON_MAX && m.raw.ends_with("… [cut: 100000 bytes]"));
     }
 
     #[test]
@@ -502,6 +639,10 @@ mod tests {
             (Some(json!(3)), Some("3")),
             (None, None),
         ];
+        let long = doc(Some(json!({"message": "e".repeat(5_000_000)})))
+            .error_message()
+            .unwrap_or_default();
+        assert!(long.len() <= REASON_MAX && long.ends_with("… [cut: 5000000 bytes]"));
         for (error, want) in cases {
             assert_eq!(
                 doc(error.clone()).error_message().as_deref(),

@@ -64,6 +64,7 @@ pub mod sqlite {
     mod settings;
     pub use settings::Settings;
 }
+pub mod text;
 pub mod time;
 
 pub use capabilities::{Capabilities, TimeFlag, capabilities};

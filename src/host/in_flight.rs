@@ -258,6 +258,7 @@ mod tests {
             envelope: Err(workerhost_adapters::Malformed {
                 raw: String::new(),
                 reason: String::new(),
+                task_type: None,
             }),
             deliveries: 1,
         }

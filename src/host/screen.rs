@@ -41,7 +41,8 @@ pub fn screen(
         Err(m) => {
             let raw = Some(("raw", Value::String(m.raw)));
             let v = Judged::dead_unrun(DeadReason::Malformed, m.reason, raw);
-            let judged = Judged::unrun(v, &lease.task_id, None, None, host, 0);
+            let mut judged = Judged::unrun(v, &lease.task_id, None, None, host, 0);
+            judged.task_type = m.task_type.unwrap_or_default();
             return dead(lease, judged, None);
         }
         Ok(task) => task,

@@ -4,6 +4,7 @@
 use crate::config::{CPU_HARD_EXTRA_SECONDS, Limits};
 use serde_json::Value;
 use std::time::{Duration, Instant};
+use workerhost_adapters::text::{ERROR_MAX, cap_owned};
 use workerhost_sdk::{ErrorField, LogLine};
 
 /// What one attempt came to, as in the outcome table of the protocol.
@@ -215,7 +216,7 @@ impl Outcome {
     pub fn message(&self) -> String {
         match self {
             Outcome::Succeeded { .. } => "succeeded".into(),
-            Outcome::Failed { error, .. } => error.message(),
+            Outcome::Failed { error, .. } => cap_owned(error.message(), ERROR_MAX),
             Outcome::Timeout {
                 by_host: true,
                 limit: Some(l),

@@ -167,6 +167,86 @@ fn malformed_and_unknown_type_messages_end_in_dead_and_the_host_goes_on() {
     assert!(err.contains("x-consumer-timeout"), "{err}");
 }
 
+/// Issue 16: a 200 KB type or id used to be copied into the dead letter's headers, the header frame
+/// exceeded the broker's limit (FRAME_ERROR), and the message came back forever, wedging the queue.
+#[test]
+fn huge_types_and_ids_are_dead_lettered_and_the_tasks_behind_them_run() {
+    let r = Rabbit::new();
+    let q = r.queue("huge");
+    let p = Project::new();
+    let w = shell_worker(&p, "");
+    p.config_with(&amqp_tm(r.url(), &q, ""), "  concurrency: 1", &w);
+    assert!(p.run(&["check"]).status.success(), "check declares the queues");
+    let big_type = format!(
+        r#"{{"id": "big-type", "type": "{}", "params": {{}}}}"#,
+        "T".repeat(200_000)
+    );
+    r.publish(&q, big_type.as_bytes(), BasicProperties::default());
+    let big_id = format!(
+        r#"{{"id": "{}", "type": "T", "params": {{}}}}"#,
+        "i".repeat(200_000)
+    );
+    r.publish(&q, big_id.as_bytes(), BasicProperties::default());
+    r.publish(
+        &q,
+        br#"{"id": "nul\u0000id", "type": "T"}"#,
+        BasicProperties::default(),
+    );
+    r.publish_tasks(&q, "T", &["after".to_string()]);
+    let out = p.run(&["--burst"]);
+    let err = text(&out.stderr);
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        &err[..err.len().min(4000)]
+    );
+    assert_eq!(
+        runs(&p, "done").get("after"),
+        Some(&1),
+        "the task behind them ran: {}",
+        &err[..err.len().min(6000)]
+    );
+    assert!(
+        err.len() < 200_000,
+        "log lines are bounded: {} bytes",
+        err.len()
+    );
+    let mut dead = Vec::new();
+    while let Some((body, props)) = r.get(&format!("{q}.dead")) {
+        let e = header(&props, "x-error").unwrap_or_default();
+        assert!(e.len() <= 4096, "x-error is {} bytes", e.len());
+        dead.push((
+            body.len(),
+            header(&props, "x-task-id").unwrap_or_default(),
+            e,
+        ));
+    }
+    assert_eq!(
+        dead.len(),
+        3,
+        "{:?}",
+        dead.iter().map(|d| &d.2).collect::<Vec<_>>()
+    );
+    let (len, id, e) = &dead[0];
+    assert_eq!(
+        (*len, id.as_str()),
+        (big_type.len(), "big-type"),
+        "the whole body is the dead letter"
+    );
+    assert!(
+        e.contains("`type` is 200000 bytes long (at most 1024)"),
+        "{e}"
+    );
+    assert!(
+        dead[1].2.contains("`id` is 200000 bytes long"),
+        "{}",
+        dead[1].2
+    );
+    assert!(dead[2].2.contains("control character"), "{}", dead[2].2);
+    assert_eq!(r.total(&q), 0);
+}
+
 #[test]
 fn submit_publishes_a_persistent_message_and_status_says_there_is_none() {
     let r = Rabbit::new();

@@ -2,7 +2,7 @@
 
 use crate::support::*;
 use crate::{Host, Stream, counts, shell_worker};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::time::Duration;
 
 #[test]
@@ -142,6 +142,74 @@ fn malformed_and_unknown_entries_end_in_dead_and_the_host_goes_on() {
         "dead"
     );
     assert_eq!(p.status("nobody").expect("status")["status"], "dead");
+    assert_eq!(s.len(""), 0);
+    assert_eq!(s.pending(), 0);
+}
+
+/// Issue 16: bytes that are not UTF-8 reached the worker "repaired" (`"\xff\xfe"` as `"��"`); an id with
+/// a NUL was blamed on the worker; a `params` string lost the readable type in the dead letter.
+#[test]
+fn bytes_that_are_not_utf8_and_bad_ids_are_malformed_and_keep_what_was_readable() {
+    let Some(s) = Stream::shared("utf8") else {
+        return;
+    };
+    let p = Project::new();
+    let w = shell_worker(&p, "0");
+    p.config_with(&s.tm(""), "", &w);
+    let mut c = redis::cmd("XADD");
+    c.arg(&s.name)
+        .arg("*")
+        .arg("task")
+        .arg(&b"{\"id\":\"bin\",\"type\":\"T\",\"params\":{\"s\":\"\xff\xfe\"}}"[..]);
+    let _: String = c.query(&mut s.con()).expect("XADD raw bytes");
+    s.xadd(&[("task", r#"{"id":"nul\u0000id","type":"T","params":{}}"#)]);
+    s.xadd(&[("task", r#"{"id":"str","type":"T","params":"a string"}"#)]);
+    s.task("good", "T");
+    let mut host = Host::spawn(&p, &[]);
+    let dead_errors = || -> Vec<String> {
+        let v: Vec<(String, HashMap<String, Vec<u8>>)> = redis::cmd("XRANGE")
+            .arg(format!("{}:dead", s.name))
+            .arg("-")
+            .arg("+")
+            .query(&mut s.con())
+            .expect("XRANGE");
+        v.into_iter()
+            .map(|(_, m)| String::from_utf8_lossy(&m["error"]).into_owned())
+            .collect()
+    };
+    assert!(
+        wait_until(Duration::from_secs(20), || s.result("good").is_some()
+            && dead_errors().len() == 3),
+        "{}",
+        host.log()
+    );
+    let (code, log) = host.stop();
+    assert_eq!(code, Some(0), "{log}");
+    assert_eq!(
+        counts(&p).get("bin"),
+        None,
+        "the task with bytes that are not UTF-8 never ran"
+    );
+    let errors = dead_errors();
+    for want in [
+        "not UTF-8 (invalid byte at offset",
+        "field `id` holds a control character",
+        "params",
+    ] {
+        assert!(
+            errors.iter().any(|e| e.contains(want)),
+            "{want} not in {errors:?}"
+        );
+    }
+    let bin = s.result("bin").expect("dead result by the task's id");
+    assert_eq!(bin["status"], "dead");
+    assert_eq!(bin["error"]["outcome"], "malformed");
+    let str_doc = s.result("str").expect("dead result");
+    assert_eq!(str_doc["type"], "T", "the readable type is kept: {str_doc}");
+    assert!(
+        !log.contains("unhealthy"),
+        "a bad task never changes a worker's health: {log}"
+    );
     assert_eq!(s.len(""), 0);
     assert_eq!(s.pending(), 0);
 }

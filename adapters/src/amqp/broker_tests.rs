@@ -429,3 +429,76 @@ async fn a_traceparent_travels_in_the_body_and_is_read_from_the_header() {
     s.close().await;
     b.cleanup().await;
 }
+
+/// Issue 16: a dead letter whose headers outgrew the broker's frame (131,072 bytes) closed the connection
+/// (FRAME_ERROR) and came back forever. Every header added is bounded, and a message whose own headers
+/// leave no room is still dead-lettered (its body whole, its own headers left out).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn dead_letters_with_huge_values_still_leave_the_queue() {
+    use lapin::options::BasicPublishOptions;
+    let q = unique("huge");
+    let s = source(&q, json!({})).await;
+    let b = Broker::new(&q).await;
+    let body = format!(r#"{{"id":"big","type":"{}"}}"#, "T".repeat(200_000));
+    let mut own = FieldTable::default();
+    own.insert(
+        "x-app".into(),
+        AMQPValue::LongString("a".repeat(100_000).into()),
+    );
+    let props = lapin::BasicProperties::default().with_headers(own);
+    b.ch.basic_publish(
+        "".into(),
+        q.as_str().into(),
+        BasicPublishOptions::default(),
+        body.as_bytes(),
+        props,
+    )
+    .await
+    .expect("publish")
+    .await
+    .expect("confirm");
+    s.submit(&envelope("after")).await.expect("submit");
+    let mut d = claim_n(&s, 2).await;
+    assert_eq!(d.len(), 2);
+    // A 300 KB message may reach the buffer after the small one behind it.
+    d.sort_by_key(|d| d.lease.task_id != "big");
+    let m = d[0]
+        .envelope
+        .as_ref()
+        .expect_err("a 200 KB type is malformed");
+    assert!(
+        m.reason.contains("`type` is 200000 bytes long"),
+        "{}",
+        m.reason
+    );
+    assert!(m.raw.len() <= crate::text::REASON_MAX);
+    // As the host would dead-letter it, with a huge message on top.
+    let mut dead = doc("big", "dead");
+    dead.error =
+        Some(json!({"message": "m".repeat(1_000_000), "outcome": "malformed", "raw": m.raw}));
+    s.settle(&d[0].lease, &dead).await.expect("dead-lettered");
+    s.settle(&d[1].lease, &doc("after", "succeeded"))
+        .await
+        .expect("the task behind it settles");
+    let got = b.get(&format!("{q}.dead")).await.expect("a dead letter");
+    assert_eq!(got.delivery.data, body.as_bytes(), "the body is kept whole");
+    let h = got.delivery.properties.headers().clone().expect("headers");
+    for (k, v) in h.inner() {
+        if let AMQPValue::LongString(v) = v {
+            assert!(
+                v.as_bytes().len() <= crate::text::REASON_MAX,
+                "{k}: {} bytes",
+                v.as_bytes().len()
+            );
+        }
+    }
+    assert!(
+        h.inner().contains_key("x-headers-dropped"),
+        "{:?}",
+        h.inner().keys()
+    );
+    assert!(!h.inner().contains_key("x-app"));
+    s.close().await;
+    assert_eq!(b.count(&q).await, 0);
+    b.cleanup().await;
+}

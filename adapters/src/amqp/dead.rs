@@ -65,13 +65,16 @@ fn letter(d: &lapin::message::Delivery) -> (DeadLetter, Option<i64>) {
         .as_deref()
         .and_then(|a| crate::time::parse_rfc3339(a).ok())
         .map(|s| s.0);
+    // A malformed body may still show its id and type.
+    let (id, task_type) = match env {
+        Some(e) => (Some(e.id), Some(e.task_type)),
+        None => crate::envelope::salvage(&d.data),
+    };
     let letter = DeadLetter {
-        id: env
-            .as_ref()
-            .map(|e| e.id.clone())
+        id: id
             .or_else(|| header_text(&h, "x-task-id"))
             .unwrap_or_default(),
-        task_type: env.map(|e| e.task_type).unwrap_or_default(),
+        task_type: task_type.unwrap_or_default(),
         attempts: header_text(&h, "x-attempts")
             .and_then(|a| a.parse().ok())
             .unwrap_or(0),

@@ -5,6 +5,7 @@ use super::message::{Msg, Queues, error_message, short};
 use super::probe;
 use super::redact::scrub;
 use super::settings::Settings;
+use crate::text::{REASON_MAX, cap};
 use crate::{AdapterError, ResultDocument};
 use lapin::message::DeliveryResult;
 use lapin::options::{BasicAckOptions, BasicNackOptions};
@@ -266,7 +267,7 @@ impl Inner {
     pub async fn finish(&self, l: &Link, m: &Msg, doc: &ResultDocument) -> Result<(), String> {
         let body = serde_json::to_vec(doc).map_err(|e| e.to_string())?;
         let mut headers = FieldTable::default();
-        headers.insert("x-task-id".into(), LongString::from(doc.id.clone()).into());
+        headers.insert("x-task-id".into(), bounded(&doc.id));
         headers.insert(
             "x-status".into(),
             LongString::from(doc.status.as_str()).into(),
@@ -329,24 +330,25 @@ impl Inner {
         }
     }
 
-    /// The original message's properties plus headers that say why it is dead.
+    /// The original message's properties plus headers that say why it is dead. Every header added is
+    /// at most [`REASON_MAX`] bytes; when the message's own headers would make the header frame too big
+    /// for the broker (see [`HEADERS_MAX`]), they are left out (`x-headers-dropped` says so), so that the
+    /// message always leaves the queue: a dead letter the broker refuses would close the connection and
+    /// come back, forever.
     pub fn dead_props(&self, m: &Msg, doc: &ResultDocument) -> BasicProperties {
-        let mut h = m.props.headers().clone().unwrap_or_default();
+        let mut ours = FieldTable::default();
         let mut put = |k: &str, v: AMQPValue| {
-            h.insert(k.into(), v);
+            ours.insert(k.into(), v);
         };
-        put("x-error", LongString::from(error_message(doc)).into());
+        put("x-error", bounded(&error_message(doc)));
         let detail = doc.error.as_ref().map(Value::to_string).unwrap_or_default();
-        put("x-error-detail", LongString::from(detail).into());
+        put("x-error-detail", bounded(&detail));
         let outcome = doc
             .error
             .as_ref()
             .and_then(|e| e.get("outcome"))
             .and_then(Value::as_str);
-        put(
-            "x-outcome",
-            LongString::from(outcome.unwrap_or("failed")).into(),
-        );
+        put("x-outcome", bounded(outcome.unwrap_or("failed")));
         put(
             "x-attempts",
             AMQPValue::LongLongInt(i64::from(doc.attempts)),
@@ -355,21 +357,63 @@ impl Inner {
             "x-deliveries",
             AMQPValue::LongLongInt(i64::from(m.deliveries)),
         );
-        put("x-task-id", LongString::from(doc.id.clone()).into());
-        put("x-host", LongString::from(doc.host.clone()).into());
-        put(
-            "x-original-queue",
-            LongString::from(self.s.queue.clone()).into(),
-        );
-        put(
-            "x-dead-lettered-at",
-            LongString::from(doc.finished_at.clone()).into(),
-        );
+        put("x-task-id", bounded(&doc.id));
+        put("x-host", bounded(&doc.host));
+        put("x-original-queue", bounded(&self.s.queue));
+        put("x-dead-lettered-at", bounded(&doc.finished_at));
+        let own = m.props.headers().clone().unwrap_or_default();
+        let own_size = table_size(&own);
+        let h = if own_size + table_size(&ours) > HEADERS_MAX {
+            tracing::warn!(task_id = %crate::text::cap(&doc.id, 256), bytes = own_size, "the message's own headers are too big to dead-letter with it; they are left out");
+            ours.insert(
+                "x-headers-dropped".into(),
+                bounded(&format!(
+                    "the message's own headers ({own_size} bytes) were too big to keep"
+                )),
+            );
+            ours
+        } else {
+            let mut h = own;
+            for (k, v) in ours.inner() {
+                h.insert(k.clone(), v.clone());
+            }
+            h
+        };
         m.props.clone().with_headers(h).with_delivery_mode(2)
     }
 
     pub fn hold(&self, receipt: String, m: Msg) {
         lock(&self.q).held.insert(receipt, m);
+    }
+}
+
+/// Longest header table a dead letter or result carries, in encoded bytes: well inside RabbitMQ's
+/// smallest default frame (131,072 bytes), with room for the other properties.
+pub const HEADERS_MAX: usize = 96 * 1024;
+
+/// A header value of at most [`REASON_MAX`] bytes.
+fn bounded(s: &str) -> AMQPValue {
+    LongString::from(cap(s, REASON_MAX).into_owned()).into()
+}
+
+/// The encoded size of a header table (AMQP 0-9-1 field table), near enough to stay under a frame.
+pub fn table_size(t: &FieldTable) -> usize {
+    4 + t
+        .inner()
+        .iter()
+        .map(|(k, v)| 1 + k.as_str().len() + value_size(v))
+        .sum::<usize>()
+}
+
+fn value_size(v: &AMQPValue) -> usize {
+    1 + match v {
+        AMQPValue::LongString(s) => 4 + s.as_bytes().len(),
+        AMQPValue::ShortString(s) => 1 + s.as_str().len(),
+        AMQPValue::ByteArray(b) => 4 + b.as_slice().len(),
+        AMQPValue::FieldTable(t) => table_size(t),
+        AMQPValue::FieldArray(a) => 4 + a.as_slice().iter().map(value_size).sum::<usize>(),
+        // numbers, booleans, timestamps, decimals, void
+        _ => 8,
     }
 }
 

@@ -3,12 +3,9 @@
 use crate::{ClaimRequest, Delivery, Envelope, Lease, Malformed, ResultDocument};
 use lapin::types::{AMQPValue, ShortString};
 use lapin::{Acker, BasicProperties};
-use serde_json::Value;
 use std::collections::{HashMap, VecDeque};
 use std::time::{Duration, Instant};
 
-/// Longest raw body kept in a malformed delivery's dead-letter document.
-const MAX_RAW: usize = 64 * 1024;
 /// lapin hands each delivery to its own task, so they may reach the buffer out of order; a claim waits
 /// this long for a missing delivery tag before it hands out the later ones.
 const GAP_WAIT: Duration = Duration::from_millis(20);
@@ -178,13 +175,8 @@ pub fn short(s: &str) -> Option<ShortString> {
 impl Msg {
     pub fn new(generation: u64, d: lapin::message::Delivery) -> Msg {
         let deliveries = delivery_count(&d.properties, d.redelivered);
-        let mut envelope = Envelope::parse(&d.data).map_err(|reason| {
-            let raw = String::from_utf8_lossy(&d.data[..d.data.len().min(MAX_RAW)]).into_owned();
-            Malformed {
-                raw,
-                reason: reason.to_string(),
-            }
-        });
+        let mut envelope =
+            Envelope::parse(&d.data).map_err(|reason| Malformed::new(&d.data, reason.to_string()));
         // A producer that traces may put its context in the standard header rather than the body.
         if let Ok(e) = &mut envelope
             && e.traceparent.is_none()
@@ -202,9 +194,10 @@ impl Msg {
         }
         let task_id = match (&envelope, d.properties.message_id()) {
             (Ok(e), _) => e.id.clone(),
-            (Err(_), m) => raw_id(&d.data)
+            (Err(_), m) => crate::envelope::salvage(&d.data)
+                .0
                 .or_else(|| m.as_ref().map(|m| m.to_string()))
-                .filter(|id| !id.is_empty())
+                .filter(|id| crate::envelope::name_problem(id).is_none())
                 .unwrap_or_else(|| format!("amqp-{generation}-{}", d.delivery_tag)),
         };
         Msg {
@@ -218,15 +211,6 @@ impl Msg {
             deliveries,
             received: Instant::now(),
         }
-    }
-}
-
-/// The `id` of a body that is a JSON object but not a valid envelope.
-fn raw_id(body: &[u8]) -> Option<String> {
-    match serde_json::from_slice::<Value>(body).ok()?.get("id")? {
-        Value::String(s) => Some(s.clone()),
-        Value::Number(n) => Some(n.to_string()),
-        _ => None,
     }
 }
 

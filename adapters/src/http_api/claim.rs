@@ -270,8 +270,12 @@ fn read_claim(a: &Answer, type_name: &str) -> Claim {
                 task,
                 id.clone(),
                 Err(Malformed {
-                    raw: body_start(task),
-                    reason: format!("task {id}: {reason}"),
+                    task_type: task
+                        .get("type")
+                        .and_then(Value::as_str)
+                        .filter(|t| crate::envelope::name_problem(t).is_none())
+                        .map(str::to_string),
+                    ..Malformed::new(body_start(task).as_bytes(), format!("task {id}: {reason}"))
                 }),
             ))),
         },
@@ -306,6 +310,11 @@ fn envelope_of(task: &Value, id: &str, type_name: &str) -> Result<Envelope, Stri
         Some(Value::String(t)) if !t.is_empty() => t.clone(),
         Some(_) => return Err("type is not a task type name".into()),
     };
+    for (field, value) in [("id", id), ("type", task_type.as_str())] {
+        if let Some(problem) = crate::envelope::name_problem(value) {
+            return Err(format!("{field} {problem}"));
+        }
+    }
     let traceparent = match task.get("traceparent") {
         Some(Value::String(t)) if !t.trim().is_empty() => Some(t.clone()),
         _ => None,

@@ -129,8 +129,15 @@ fn delivery(s: &Shared, r: &Row) -> Result<Delivery, AdapterError> {
     let attempts: i32 = r.try_get(7).map_err(bad)?;
     let last_error: Option<String> = r.try_get(8).map_err(bad)?;
     let traceparent: Option<String> = r.try_get(9).map_err(bad)?;
-    let envelope = match params {
-        Value::Object(params) => Ok(Envelope {
+    let named = [("id", &id), ("type", &task_type)]
+        .into_iter()
+        .find_map(|(f, v)| crate::envelope::name_problem(v).map(|p| format!("column `{f}` {p}")));
+    let envelope = match (params, named) {
+        (Value::Object(_), Some(problem)) => Err(Malformed::new(
+            json!({"id": id, "type": task_type}).to_string().as_bytes(),
+            format!("task {id:?}: {problem}"),
+        )),
+        (Value::Object(params), None) => Ok(Envelope {
             correlation_id,
             traceparent,
             priority,
@@ -139,10 +146,12 @@ fn delivery(s: &Shared, r: &Row) -> Result<Delivery, AdapterError> {
             last_error,
             ..Envelope::new(id.clone(), task_type, params)
         }),
-        other => Err(Malformed {
-            raw: json!({"id": id, "type": task_type, "params": other}).to_string(),
-            reason: format!("task {id}: column `params` must hold a JSON object"),
-        }),
+        (other, _) => Err(Malformed::new(
+            json!({"id": id, "type": task_type, "params": other})
+                .to_string()
+                .as_bytes(),
+            format!("task {id}: column `params` must hold a JSON object"),
+        )),
     };
     Ok(Delivery {
         lease: Lease {

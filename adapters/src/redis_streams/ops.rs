@@ -97,13 +97,9 @@ impl RedisSource {
                 };
                 end = format!("({eid}");
                 let fields = fields.and_then(parse::fields).unwrap_or_default();
-                let get = |k: &str| fields.iter().find(|(n, _)| n == k).map(|(_, v)| v.clone());
+                let get = |k: &str| parse::field_text(&fields, k);
                 let d = parse::delivery(&eid, Some(fields.clone()), 1);
-                let task_type = d
-                    .envelope
-                    .as_ref()
-                    .map(|e| e.task_type.clone())
-                    .unwrap_or_default();
+                let task_type = d.task_type().unwrap_or_default().to_string();
                 if !f.admits(&task_type, entry_ms(&eid)) {
                     continue;
                 }

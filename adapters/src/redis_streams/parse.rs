@@ -100,21 +100,45 @@ pub(super) fn items(v: Value) -> Vec<Value> {
     }
 }
 
-/// An entry's fields, in order.
-pub(super) type Fields = Vec<(String, String)>;
+/// An entry's fields, in order: names as text, values as the bytes stored (a task that is not UTF-8 is
+/// malformed, never "repaired").
+pub(super) type Fields = Vec<(String, Vec<u8>)>;
+
+/// The value of field `name`, if any.
+pub(super) fn field<'a>(fields: &'a Fields, name: &str) -> Option<&'a [u8]> {
+    fields
+        .iter()
+        .find(|(k, _)| k == name)
+        .map(|(_, v)| v.as_slice())
+}
+
+/// The value of field `name` as text (lossy: for numbers and for what is only shown).
+pub(super) fn field_text(fields: &Fields, name: &str) -> Option<String> {
+    field(fields, name).map(|v| String::from_utf8_lossy(v).into_owned())
+}
+
+fn bytes(v: &Value) -> Option<Vec<u8>> {
+    match v {
+        Value::BulkString(b) => Some(b.clone()),
+        other => text(other).map(String::into_bytes),
+    }
+}
 
 /// An entry's field/value list; `None` when the entry is gone (nil).
 pub(super) fn fields(v: Value) -> Option<Fields> {
     if matches!(v, Value::Nil) {
         return None;
     }
-    let flat: Vec<String> = items(v)
+    let flat: Vec<Vec<u8>> = items(v)
         .iter()
-        .map(|x| text(x).unwrap_or_default())
+        .map(|x| bytes(x).unwrap_or_default())
         .collect();
     Some(
         flat.chunks(2)
-            .map(|c| (c[0].clone(), c.get(1).cloned().unwrap_or_default()))
+            .map(|c| {
+                let name = String::from_utf8_lossy(&c[0]).into_owned();
+                (name, c.get(1).cloned().unwrap_or_default())
+            })
             .collect(),
     )
 }
@@ -141,43 +165,35 @@ pub(super) fn read_reply(v: Value) -> Vec<(String, Option<Fields>)> {
 /// own `deliveries` field (set when a host handed the task back) adds the deliveries before it.
 pub(super) fn delivery(entry_id: &str, fields: Option<Fields>, pel_count: u32) -> Delivery {
     let fields = fields.unwrap_or_default();
-    let get = |name: &str| fields.iter().find(|(k, _)| k == name).map(|(_, v)| v);
-    let prior = get("deliveries")
+    let prior = field_text(&fields, "deliveries")
         .and_then(|d| d.trim().parse::<u32>().ok())
         .unwrap_or(0);
     let deliveries = pel_count.max(1).saturating_add(prior);
-    let (envelope, task_id) = match get("task") {
+    let (envelope, task_id) = match field(&fields, "task") {
         None => {
             let raw: Map<String, Json> = fields
                 .iter()
-                .map(|(k, v)| (k.clone(), Json::String(v.clone())))
+                .map(|(k, v)| (k.clone(), Json::String(String::from_utf8_lossy(v).into())))
                 .collect();
-            let m = Malformed {
-                raw: Json::Object(raw).to_string(),
-                reason: format!("stream entry {entry_id} has no `task` field"),
-            };
-            (Err(m), entry_id.to_string())
+            let raw = Json::Object(raw).to_string();
+            let reason = format!("stream entry {entry_id} has no `task` field");
+            (
+                Err(Malformed::new(raw.as_bytes(), reason)),
+                entry_id.to_string(),
+            )
         }
-        Some(raw) => match Envelope::parse(raw.as_bytes()) {
+        Some(raw) => match Envelope::parse(raw) {
             Ok(env) => {
                 let id = env.id.clone();
                 (Ok(env), id)
             }
             Err(reason) => {
                 // Keep the task's own id when it has one, so that `status ID` finds the dead letter.
-                let id = serde_json::from_str::<Json>(raw)
-                    .ok()
-                    .and_then(|v| match v.get("id") {
-                        Some(Json::String(s)) if !s.is_empty() => Some(s.clone()),
-                        Some(Json::Number(n)) => Some(n.to_string()),
-                        _ => None,
-                    })
+                let id = crate::envelope::salvage(raw)
+                    .0
                     .unwrap_or_else(|| entry_id.to_string());
-                let m = Malformed {
-                    raw: raw.clone(),
-                    reason: format!("stream entry {entry_id}: {reason}"),
-                };
-                (Err(m), id)
+                let reason = format!("stream entry {entry_id}: {reason}");
+                (Err(Malformed::new(raw, reason)), id)
             }
         },
     };

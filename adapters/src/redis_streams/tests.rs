@@ -111,3 +111,31 @@ fn entries_become_deliveries_or_malformed() {
     assert_eq!(m.raw, "not json");
     assert!(parse::read_reply(Value::Nil).is_empty());
 }
+
+/// Issue 16: `"\xff\xfe"` in params reached the worker as `"��"`; a string `params` lost the readable type.
+#[test]
+fn entries_that_are_not_utf8_are_malformed_and_a_readable_type_is_kept() {
+    let entry = |task: &[u8]| Value::Array(vec![bulk("task"), Value::BulkString(task.to_vec())]);
+    let d = parse::delivery(
+        "1-0",
+        parse::fields(entry(
+            b"{\"id\":\"b\",\"type\":\"T\",\"params\":{\"s\":\"\xff\xfe\"}}",
+        )),
+        1,
+    );
+    let m = d.envelope.as_ref().expect_err("not UTF-8");
+    assert!(
+        m.reason.contains("not UTF-8 (invalid byte at offset 36)"),
+        "{}",
+        m.reason
+    );
+    assert_eq!(d.lease.task_id, "b", "the readable id is kept");
+    let d = parse::delivery(
+        "2-0",
+        parse::fields(entry(br#"{"id":"p","type":"T","params":"x"}"#)),
+        1,
+    );
+    let m = d.envelope.as_ref().expect_err("params is a string");
+    assert_eq!(m.task_type.as_deref(), Some("T"));
+    assert_eq!((d.lease.task_id.as_str(), d.task_type()), ("p", Some("T")));
+}

@@ -27,9 +27,21 @@ pub(super) fn count(row: &Row<'_>, i: usize) -> rusqlite::Result<u32> {
     })
 }
 
+/// A text column's bytes as stored (`sqlite3` stores whatever it is given, UTF-8 or not).
+fn bytes(v: ValueRef<'_>) -> Vec<u8> {
+    match v {
+        ValueRef::Null => Vec::new(),
+        ValueRef::Integer(i) => i.to_string().into_bytes(),
+        ValueRef::Real(f) => f.to_string().into_bytes(),
+        ValueRef::Text(t) | ValueRef::Blob(t) => t.to_vec(),
+    }
+}
+
 /// Reads a row of [`TAKE`]'s `RETURNING` clause.
 pub(super) fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
-    let (id, task_type, params) = (col(row, 0)?, col(row, 1)?, col(row, 2)?);
+    let id = col(row, 0)?;
+    let task_type = bytes(row.get_ref(1)?);
+    let params = bytes(row.get_ref(2)?);
     let correlation_id = text(row.get_ref(3)?);
     let deliveries = count(row, 4)?;
     let token: i64 = row.get(5)?;
@@ -45,7 +57,8 @@ pub(super) fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
         .unwrap_or(0);
     let (attempts, last_error) = (count(row, 8)?, text(row.get_ref(9)?));
     let traceparent = text(row.get_ref(10)?);
-    let envelope = envelope(id, task_type, params, correlation_id).map(|e| Envelope {
+    let id_bytes = bytes(row.get_ref(0)?);
+    let envelope = envelope(&id_bytes, &task_type, &params, correlation_id).map(|e| Envelope {
         run_at,
         priority,
         attempts,
@@ -60,32 +73,55 @@ pub(super) fn delivery(row: &Row<'_>) -> rusqlite::Result<Delivery> {
     })
 }
 
-/// The envelope of a row, or why it is not one (rows inserted by hand with `sqlite3`).
+/// The envelope of a row, or why it is not one (rows inserted by hand with `sqlite3`): columns that
+/// are not UTF-8, an id or type that cannot be one (see [`crate::envelope::name_problem`]), params that
+/// are not a JSON object.
 pub(super) fn envelope(
-    id: String,
-    task_type: String,
-    params: String,
+    id: &[u8],
+    task_type: &[u8],
+    params: &[u8],
     correlation_id: Option<String>,
 ) -> Result<Envelope, Malformed> {
-    let parsed = serde_json::from_str::<Value>(&params);
-    let reason = match parsed {
-        Ok(Value::Object(params)) if !id.is_empty() && !task_type.is_empty() => {
+    let lossy = |b: &[u8]| String::from_utf8_lossy(b).into_owned();
+    let (id_text, type_text) = (lossy(id), lossy(task_type));
+    let raw = |params: Value| {
+        json!({"id": id_text, "type": type_text, "params": params, "correlation_id": correlation_id})
+            .to_string()
+    };
+    let column = [("id", id), ("type", task_type), ("params", params)]
+        .into_iter()
+        .find_map(|(name, b)| crate::text::utf8_problem(b).map(|p| (name, p)));
+    if let Some((name, problem)) = column {
+        let reason = format!("task {id_text}: column `{name}` is {problem}");
+        return Err(Malformed::new(
+            raw(Value::String(lossy(params))).as_bytes(),
+            reason,
+        ));
+    }
+    let named = [("id", &id_text), ("type", &type_text)]
+        .into_iter()
+        .find_map(|(f, v)| crate::envelope::name_problem(v).map(|p| format!("`{f}` {p}")));
+    let parsed = serde_json::from_slice::<Value>(params);
+    let (reason, shown) = match (parsed, named) {
+        (Ok(Value::Object(params)), None) => {
             return Ok(Envelope {
                 correlation_id,
-                ..Envelope::new(id, task_type, params)
+                ..Envelope::new(id_text, type_text, params)
             });
         }
-        Ok(Value::Object(_)) => format!("task {id:?}: `id` and `type` must be non-empty"),
-        Ok(_) => format!("task {id}: params is not a JSON object"),
-        Err(ref e) => format!("task {id}: params is not JSON: {e}"),
+        (Ok(Value::Object(p)), Some(problem)) => {
+            return Err(Malformed::new(
+                raw(Value::Object(p)).as_bytes(),
+                format!("task {id_text:?}: {problem}"),
+            ));
+        }
+        (Ok(p), _) => (format!("task {id_text}: params is not a JSON object"), p),
+        (Err(e), _) => (
+            format!("task {id_text}: params is not JSON: {e}"),
+            Value::String(lossy(params)),
+        ),
     };
-    let params = parsed.unwrap_or(Value::String(params));
-    let raw =
-        json!({"id": id, "type": task_type, "params": params, "correlation_id": correlation_id});
-    Err(Malformed {
-        raw: raw.to_string(),
-        reason,
-    })
+    Err(Malformed::new(raw(shown).as_bytes(), reason))
 }
 
 /// Claims (inside the write transaction the caller runs it in): each slot takes the oldest claimable

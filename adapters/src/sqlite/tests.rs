@@ -309,11 +309,13 @@ async fn malformed_rows_come_back_as_malformed() {
             "INSERT INTO tasks (id, type, params) VALUES ('m1', 'T', '[1, 2]');
              INSERT INTO tasks (id, type, params) VALUES ('ok', 'T', '{\"a\": 1}');
              INSERT INTO tasks (id, type, params) VALUES ('m2', 'T', 'not json');
-             INSERT INTO tasks (id, type, params) VALUES ('m3', 'T', x'00ff');",
+             INSERT INTO tasks (id, type, params) VALUES ('m3', 'T', x'00ff');
+             INSERT INTO tasks (id, type, params) VALUES ('m4', 'T', CAST(x'7b2273223a22fffe227d' AS TEXT));
+             INSERT INTO tasks (id, type, params) VALUES ('m5' || char(0) || 'x', 'T', '{}');",
         )
         .expect("insert");
     let got = claim(&s, &["T"], 10).await;
-    assert_eq!(ids(&got), ["m1", "ok", "m2", "m3"]);
+    assert_eq!(ids(&got)[..4], ["m1", "ok", "m2", "m3"]);
     let bad = |i: usize| got[i].envelope.clone().expect_err("malformed");
     let (m1, m2, m3) = (bad(0), bad(2), bad(3));
     assert!(
@@ -324,7 +326,24 @@ async fn malformed_rows_come_back_as_malformed() {
         m2.reason.contains("not JSON") && m2.raw.contains("not json"),
         "{m2:?}"
     );
-    assert!(m3.reason.contains("not JSON"), "{m3:?}");
+    // Issue 16: bytes that are not UTF-8 are never "repaired" (`{"s":"\xff\xfe"}` reached the worker
+    // as `{"s":"��"}`); an id with a NUL is malformed, not the worker's failure.
+    assert!(m3.reason.contains("column `params` is not UTF-8"), "{m3:?}");
+    let m4 = bad(4);
+    assert_eq!(
+        m4.reason,
+        "task m4: column `params` is not UTF-8 (invalid byte at offset 6)"
+    );
+    let m5 = bad(5);
+    assert!(
+        m5.reason.contains("`id` holds a control character"),
+        "{m5:?}"
+    );
+    assert_eq!(
+        m1.task_type.as_deref(),
+        Some("T"),
+        "the readable type is kept"
+    );
     assert_eq!(got[1].envelope.as_ref().expect("valid").params["a"], 1);
     let dead = doc("m1", "dead", "h1", json!("params is not a JSON object"));
     s.settle(&got[0].lease, &dead).await.expect("settle");
