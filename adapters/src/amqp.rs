@@ -23,6 +23,7 @@ mod dead;
 mod inner;
 mod link;
 mod message;
+mod outcome;
 mod probe;
 mod redact;
 mod settings;
@@ -257,11 +258,7 @@ impl Queue for AmqpSource {
     }
     async fn submit(&self, envelope: &Envelope) -> Result<(), AdapterError> {
         let i = &self.inner;
-        if envelope.id.is_empty() || envelope.task_type.is_empty() {
-            return Err(AdapterError::Invalid(
-                "a task needs a non-empty id and type".into(),
-            ));
-        }
+        envelope.check()?;
         let body =
             serde_json::to_vec(envelope).map_err(|e| AdapterError::Invalid(e.to_string()))?;
         let mut props = BasicProperties::default()

@@ -48,6 +48,7 @@ mod queue;
 /// Redis streams (the module is not called `redis`, which would shadow the `redis` crate).
 #[cfg(feature = "redis")]
 pub mod redis_streams;
+mod result;
 /// Without the `redis` feature: only the settings.
 #[cfg(not(feature = "redis"))]
 pub mod redis_streams {

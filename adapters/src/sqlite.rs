@@ -9,15 +9,14 @@
 //! Several processes may share the file (WAL journal, busy timeout). Each [`SqliteSource`] has one
 //! connection behind a mutex, used only from `spawn_blocking`.
 
-use crate::ops::{Cancelled, DeadFilter, DeadLetter, DeadSelection, OpsError, TypeDepth};
 use crate::{
-    AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, Queue, ResultDocument,
-    ResultStatus, RevokeReason, Revoked, Settled, TaskState, TaskStatus, now_ms,
+    AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, ResultDocument,
+    ResultStatus, RevokeReason, Revoked, Settled, now_ms,
 };
-use rows::{claim_tx, col, count, text};
+use rows::claim_tx;
+use sql::*;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
-use serde_json::Value;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};
@@ -28,94 +27,18 @@ mod ops;
 mod rows;
 mod serial;
 mod settings;
+mod sql;
 #[cfg(test)]
 mod tests;
 mod wake;
 
 pub use settings::Settings;
 
-/// `PRAGMA user_version` of the schema below.
-const SCHEMA_VERSION: i64 = 4;
 const BUSY_TIMEOUT: Duration = Duration::from_secs(5);
 /// Unknown task types are looked for at most this often.
 const SWEEP_EVERY_MS: i64 = 2_000;
 /// At most this many tasks of unknown types are handed to the host by one sweep (the next takes more).
 const SWEEP_LIMIT: i64 = 200;
-
-const SCHEMA: &str = "
-CREATE TABLE IF NOT EXISTS tasks (
-    seq            INTEGER PRIMARY KEY AUTOINCREMENT,
-    id             TEXT UNIQUE NOT NULL,
-    type           TEXT NOT NULL,
-    params         TEXT NOT NULL DEFAULT '{}',
-    correlation_id TEXT,
-    status         TEXT NOT NULL DEFAULT 'queued'
-                   CHECK (status IN ('queued', 'scheduled', 'running', 'succeeded', 'dead', 'cancelled')),
-    deliveries     INTEGER NOT NULL DEFAULT 0,
-    lease_owner    TEXT,
-    lease_until    INTEGER,
-    lease_token    INTEGER NOT NULL DEFAULT 0,
-    result         TEXT,
-    error          TEXT,
-    enqueued_at    INTEGER DEFAULT (CAST((julianday('now') - 2440587.5) * 86400000 AS INTEGER)),
-    finished_at    INTEGER,
-    cancel_requested INTEGER NOT NULL DEFAULT 0,
-    run_at         INTEGER,
-    priority       INTEGER NOT NULL DEFAULT 0,
-    attempts       INTEGER NOT NULL DEFAULT 0,
-    last_error     TEXT,
-    traceparent    TEXT
-);
-CREATE INDEX IF NOT EXISTS tasks_claim ON tasks (status, type, seq);
-CREATE INDEX IF NOT EXISTS tasks_ready ON tasks (type, priority DESC, seq) WHERE status = 'queued';
-CREATE INDEX IF NOT EXISTS tasks_due ON tasks (run_at) WHERE status = 'scheduled';
-CREATE INDEX IF NOT EXISTS tasks_finished ON tasks (status, finished_at);
-CREATE TABLE IF NOT EXISTS paused_types (
-    type      TEXT PRIMARY KEY,
-    paused_at INTEGER NOT NULL
-);
-";
-
-/// Version 1 to 2: statuses `scheduled` and `cancelled` (the CHECK constraint cannot be altered in
-/// place, so the table is copied), `cancel_requested`, the dead-letter index and `paused_types`.
-const MIGRATE_1_TO_2: &str = "
-ALTER TABLE tasks RENAME TO tasks_v1;
-DROP INDEX IF EXISTS tasks_claim;
-";
-const COPY_1_TO_2: &str = "
-INSERT INTO tasks (seq, id, type, params, correlation_id, status, deliveries, lease_owner, lease_until,
-                   lease_token, result, error, enqueued_at, finished_at)
-SELECT seq, id, type, params, correlation_id, status, deliveries, lease_owner, lease_until,
-       lease_token, result, error, enqueued_at, finished_at FROM tasks_v1;
-DROP TABLE tasks_v1;
-";
-
-/// Version 3 to 4: the task's W3C `traceparent`.
-const MIGRATE_3_TO_4: &str = "ALTER TABLE tasks ADD COLUMN traceparent TEXT;";
-
-/// Claims skip paused types (a primary-key probe of `paused_types`). Highest priority first, then oldest
-/// (see [`due`]).
-const SELECT_QUEUED: &str = "SELECT priority, seq FROM tasks WHERE status = 'queued' AND type = ?1
-     AND NOT EXISTS (SELECT 1 FROM paused_types WHERE paused_types.type = ?1)
-     ORDER BY priority DESC, seq LIMIT ?2";
-/// A running task whose host died with a cancel pending is not run again (see `CANCEL_ORPHANS`).
-const SELECT_EXPIRED: &str = "SELECT priority, seq FROM tasks WHERE status = 'running' AND type = ?1
-     AND (lease_until IS NULL OR lease_until < ?2) AND cancel_requested = 0
-     AND NOT EXISTS (SELECT 1 FROM paused_types WHERE paused_types.type = ?1) ORDER BY seq LIMIT ?3";
-const TAKE: &str = "UPDATE tasks SET status = 'running', lease_owner = ?1, lease_until = ?2,
-     deliveries = deliveries + 1, lease_token = lease_token + 1 WHERE seq = ?3
-     RETURNING id, type, params, correlation_id, deliveries, lease_token, run_at, priority, attempts,
-       last_error, traceparent";
-/// Running tasks with a cancel pending whose lease expired (their host died before it could stop them)
-/// become `cancelled` instead of running again. `?1` now (ms), `?2` now (RFC 3339), `?3` this host.
-const CANCEL_ORPHANS: &str = "UPDATE tasks SET status = 'cancelled', finished_at = ?1, lease_owner = NULL,
-     lease_until = NULL, result = json_object('id', id, 'type', type, 'status', 'cancelled',
-       'error', json_object('message', 'cancelled; its host was gone before it stopped the task', 'outcome', 'cancelled'),
-       'attempts', deliveries, 'host', ?3, 'started_at', ?2, 'finished_at', ?2, 'duration_ms', 0)
-     WHERE status = 'running' AND cancel_requested = 1 AND lease_until < ?1";
-/// Every fenced statement ends with this condition on `?1` id, `?2` owner, `?3` token.
-const FENCE: &str =
-    "WHERE id = ?1 AND lease_owner = ?2 AND lease_token = ?3 AND status = 'running'";
 
 /// Where the file is and how this host leases tasks from it.
 #[derive(Debug, Clone)]
@@ -429,132 +352,6 @@ impl Consumer for SqliteSource {
             return;
         }
         armed.changed(self.poll_interval).await;
-    }
-}
-
-impl Queue for SqliteSource {
-    async fn cancel(&self, id: &str) -> Result<Cancelled, OpsError> {
-        self.op_cancel(id).await
-    }
-    async fn dead_list(&self, f: &DeadFilter) -> Result<Vec<DeadLetter>, OpsError> {
-        self.op_dead_list(f).await
-    }
-    async fn dead_retry(&self, which: &DeadSelection) -> Result<u64, OpsError> {
-        self.op_dead_retry(which).await
-    }
-    async fn dead_purge(&self, f: &DeadFilter) -> Result<u64, OpsError> {
-        self.op_dead_purge(f).await
-    }
-    async fn depth(&self) -> Result<Vec<TypeDepth>, OpsError> {
-        self.op_depth().await
-    }
-    async fn set_paused(&self, task_type: &str, paused: bool) -> Result<(), OpsError> {
-        self.op_set_paused(task_type, paused).await
-    }
-
-    async fn submit(&self, envelope: &Envelope) -> Result<(), AdapterError> {
-        if envelope.id.is_empty() || envelope.task_type.is_empty() {
-            return Err(AdapterError::Invalid(
-                "a task needs a non-empty id and type".into(),
-            ));
-        }
-        let e = envelope.clone();
-        let now = now_ms();
-        let status = due::initial_status(&e, now);
-        let params = Value::Object(e.params).to_string();
-        let inserted = self
-            .write(move |c| {
-                c.prepare_cached(
-                    "INSERT INTO tasks (id, type, params, correlation_id, status, enqueued_at, run_at,
-                                        priority, attempts, last_error, traceparent)
-                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING",
-                )?
-                .execute(params![
-                    e.id,
-                    e.task_type,
-                    params,
-                    e.correlation_id,
-                    status,
-                    now,
-                    e.run_at.map(|t| t.0),
-                    e.priority,
-                    e.attempts,
-                    e.last_error,
-                    e.traceparent,
-                ])
-            })
-            .await?;
-        if inserted == 0 {
-            return Err(AdapterError::Duplicate {
-                id: envelope.id.clone(),
-            });
-        }
-        Ok(())
-    }
-
-    async fn status(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
-        let id = id.to_string();
-        let row = self
-            .run(move |c| {
-                c.prepare_cached(
-                    "SELECT id, type, status, deliveries, result, run_at, attempts, last_error
-                     FROM tasks WHERE id = ?1",
-                )?
-                .query_row([id], |r| {
-                    let time = (
-                        r.get::<_, Option<i64>>(5).ok().flatten(),
-                        count(r, 6)?,
-                        text(r.get_ref(7)?),
-                    );
-                    Ok((
-                        (
-                            col(r, 0)?,
-                            col(r, 1)?,
-                            col(r, 2)?,
-                            count(r, 3)?,
-                            text(r.get_ref(4)?),
-                        ),
-                        time,
-                    ))
-                })
-                .optional()
-            })
-            .await?;
-        let Some(((id, task_type, status, deliveries, result), (run_at, attempts, last_error))) =
-            row
-        else {
-            return Ok(None);
-        };
-        let status = TaskState::parse(&status).ok_or_else(|| {
-            AdapterError::Backend(format!(
-                "task {id}: unknown status {status:?} in the database"
-            ))
-        })?;
-        // Due but not yet turned `queued` by a claim: it is queued as far as anyone can tell.
-        let due = run_at.is_none_or(|t| t <= now_ms());
-        let status = if status == TaskState::Scheduled && due {
-            TaskState::Queued
-        } else {
-            status
-        };
-        Ok(Some({
-            let settled = status.is_final();
-            let result = result.filter(|_| settled).and_then(|raw| {
-                serde_json::from_str::<ResultDocument>(&raw)
-                    .inspect_err(|e| tracing::warn!(task_id = %id, "stored result is not a result document: {e}"))
-                    .ok()
-            });
-            TaskStatus {
-                id,
-                task_type,
-                status,
-                deliveries,
-                result,
-                run_at: run_at.map(crate::Stamp),
-                attempts,
-                last_error,
-            }
-        }))
     }
 }
 

@@ -176,7 +176,10 @@ fn huge_types_and_ids_are_dead_lettered_and_the_tasks_behind_them_run() {
     let p = Project::new();
     let w = shell_worker(&p, "");
     p.config_with(&amqp_tm(r.url(), &q, ""), "  concurrency: 1", &w);
-    assert!(p.run(&["check"]).status.success(), "check declares the queues");
+    assert!(
+        p.run(&["check"]).status.success(),
+        "check declares the queues"
+    );
     let big_type = format!(
         r#"{{"id": "big-type", "type": "{}", "params": {{}}}}"#,
         "T".repeat(200_000)

@@ -16,7 +16,7 @@ use super::RedisSource;
 use super::op_scripts::{self, CANCEL, DEAD_PURGE, DEAD_RETRY, DEPTH, PARK, RESUME};
 use super::parse::{self, text};
 use crate::ops::{Cancelled, DeadFilter, DeadLetter, DeadSelection, OpsError, TypeDepth, row_of};
-use crate::{AdapterError, Delivery, TaskState, TaskStatus, now_ms, rfc3339_ms};
+use crate::{AdapterError, Delivery, Envelope, Queue, TaskState, TaskStatus, now_ms, rfc3339_ms};
 use redis::Value;
 use std::collections::HashSet;
 use std::time::{Duration, Instant};
@@ -34,18 +34,42 @@ fn entry_ms(id: &str) -> Option<i64> {
     id.split('-').next()?.parse().ok()
 }
 
-impl RedisSource {
-    fn eval_op(&self, script: &str, keys: &[&str]) -> redis::Cmd {
-        let mut c = redis::cmd("EVAL");
-        c.arg(op_scripts::body(script)).arg(keys.len()).arg(keys);
-        c
+impl Queue for RedisSource {
+    async fn submit(&self, envelope: &Envelope) -> Result<(), AdapterError> {
+        envelope.check()?;
+        let json = serde_json::to_string(envelope)
+            .map_err(|e| AdapterError::Invalid(format!("task {}: {e}", envelope.id)))?;
+        if let Some(due) = envelope
+            .run_at
+            .filter(|_| envelope.is_scheduled(crate::now_ms()))
+        {
+            return self.submit_due(envelope, json, due).await;
+        }
+        let result_key = self.s.keys.result(&envelope.id);
+        let keys = [
+            &*self.s.keys.stream,
+            &result_key,
+            &self.s.keys.index,
+            &self.s.keys.scheduled,
+        ];
+        let mut c = self.eval(&self.s.scripts.submit, &keys);
+        c.arg(&envelope.id).arg(json);
+        match self.query(&c).await? {
+            Value::Nil => Err(AdapterError::Duplicate {
+                id: envelope.id.clone(),
+            }),
+            _ => Ok(()),
+        }
     }
 
-    fn k(&self, suffix: &str) -> String {
-        key(&self.s.keys.stream, suffix)
+    /// The result document while it is kept; else, for tasks enqueued with `submit`, `queued` or
+    /// `running` (in the pending list) with the delivery count. `deliveries` is 0 for settled tasks:
+    /// Redis keeps only the result document once the entry is acked.
+    async fn status(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
+        self.lookup(id).await
     }
 
-    pub(super) async fn op_cancel(&self, id: &str) -> Result<Cancelled, OpsError> {
+    async fn cancel(&self, id: &str) -> Result<Cancelled, OpsError> {
         let (result, cancel, parked) = (self.s.keys.result(id), self.k("cancel"), self.k("parked"));
         let keys = [
             &*self.s.keys.stream,
@@ -77,7 +101,7 @@ impl RedisSource {
         }
     }
 
-    pub(super) async fn op_dead_list(&self, f: &DeadFilter) -> Result<Vec<DeadLetter>, OpsError> {
+    async fn dead_list(&self, f: &DeadFilter) -> Result<Vec<DeadLetter>, OpsError> {
         let limit = f.limit.unwrap_or(usize::MAX);
         let mut out = Vec::new();
         let mut end = "+".to_string();
@@ -120,7 +144,7 @@ impl RedisSource {
         }
     }
 
-    pub(super) async fn op_dead_retry(&self, which: &DeadSelection) -> Result<u64, OpsError> {
+    async fn dead_retry(&self, which: &DeadSelection) -> Result<u64, OpsError> {
         let keys = [&*self.s.keys.stream, &self.s.keys.dead, &self.s.keys.index];
         let mut c = self.eval_op(DEAD_RETRY, &keys);
         c.arg(self.s.keys.result(""));
@@ -147,7 +171,7 @@ impl RedisSource {
         }
     }
 
-    pub(super) async fn op_dead_purge(&self, f: &DeadFilter) -> Result<u64, OpsError> {
+    async fn dead_purge(&self, f: &DeadFilter) -> Result<u64, OpsError> {
         let mut c = self.eval_op(DEAD_PURGE, &[&self.s.keys.dead]);
         let last = match f.before_ms {
             Some(ms) => format!("{}", ms.saturating_sub(1).max(0)),
@@ -164,7 +188,7 @@ impl RedisSource {
         }
     }
 
-    pub(super) async fn op_depth(&self) -> Result<Vec<TypeDepth>, OpsError> {
+    async fn depth(&self) -> Result<Vec<TypeDepth>, OpsError> {
         let (parked, paused) = (self.k("parked"), self.k("paused"));
         let keys = [
             &*self.s.keys.stream,
@@ -203,11 +227,7 @@ impl RedisSource {
         Ok(out)
     }
 
-    pub(super) async fn op_set_paused(
-        &self,
-        task_type: &str,
-        paused: bool,
-    ) -> Result<(), OpsError> {
+    async fn set_paused(&self, task_type: &str, paused: bool) -> Result<(), OpsError> {
         if paused {
             let mut c = redis::cmd("SADD");
             c.arg(self.k("paused")).arg(task_type);
@@ -222,6 +242,38 @@ impl RedisSource {
         // This process sees its own change at once.
         *self.paused_cache() = None;
         Ok(())
+    }
+}
+
+impl RedisSource {
+    fn eval_op(&self, script: &str, keys: &[&str]) -> redis::Cmd {
+        let mut c = redis::cmd("EVAL");
+        c.arg(op_scripts::body(script)).arg(keys.len()).arg(keys);
+        c
+    }
+
+    fn k(&self, suffix: &str) -> String {
+        key(&self.s.keys.stream, suffix)
+    }
+
+    /// The fields of entry `entry` of stream `key` (`XRANGE key entry entry`); `None` when it is gone.
+    pub(super) async fn entry(
+        &self,
+        key: &str,
+        entry: &str,
+    ) -> Result<Option<parse::Fields>, AdapterError> {
+        let mut range = redis::cmd("XRANGE");
+        range.arg(key).arg(entry).arg(entry);
+        let Some(first) = parse::items(self.query(&range).await?).into_iter().next() else {
+            return Ok(None);
+        };
+        Ok(Some(
+            parse::items(first)
+                .into_iter()
+                .nth(1)
+                .and_then(parse::fields)
+                .unwrap_or_default(),
+        ))
     }
 
     /// The paused types, re-read at most every [`PAUSED_EVERY`].
@@ -317,23 +369,13 @@ impl RedisSource {
         id: &str,
         entry: &str,
     ) -> Result<Option<TaskStatus>, AdapterError> {
-        let mut range = redis::cmd("XRANGE");
-        range.arg(self.k("parked")).arg(entry).arg(entry);
-        let Some(first) = parse::items(self.query(&range).await?).into_iter().next() else {
+        let Some(fields) = self.entry(&self.k("parked"), entry).await? else {
             return Ok(None);
         };
-        let fields = parse::items(first)
-            .into_iter()
-            .nth(1)
-            .and_then(parse::fields);
-        let d = parse::delivery(entry, fields, 0);
+        let d = parse::delivery(entry, Some(fields), 0);
         Ok(Some(TaskStatus {
             id: id.to_string(),
-            task_type: d
-                .envelope
-                .as_ref()
-                .map(|e| e.task_type.clone())
-                .unwrap_or_default(),
+            task_type: d.task_type().unwrap_or_default().to_string(),
             status: TaskState::Queued,
             deliveries: d.deliveries.saturating_sub(1),
             result: None,

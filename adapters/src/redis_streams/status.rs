@@ -44,15 +44,10 @@ impl RedisSource {
             // Its type is paused: the entry waits in `<stream>:parked` until `resume`.
             return self.parked_status(id, parked).await;
         }
-        let mut range = redis::cmd("XRANGE");
-        range.arg(&self.s.keys.stream).arg(&entry).arg(&entry);
-        let Some(first) = parse::items(self.query(&range).await?).into_iter().next() else {
+        let Some(fields) = self.entry(&self.s.keys.stream, &entry).await? else {
             return Ok(None);
         };
-        let fields = parse::items(first)
-            .into_iter()
-            .nth(1)
-            .and_then(parse::fields);
+        let fields = Some(fields);
         let mut pending = redis::cmd("XPENDING");
         pending
             .arg(&self.s.keys.stream)

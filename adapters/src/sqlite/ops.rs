@@ -11,12 +11,15 @@
 //!   `cancelled`) are outside every range it reads, however many there are.
 //! - dead letters: `status = 'dead'` through the `tasks_finished (status, finished_at)` index, newest first.
 
-use super::SqliteSource;
 use super::rows::{col, count, text};
+use super::{SqliteSource, due};
 use crate::ops::{Cancelled, DeadFilter, DeadLetter, DeadSelection, OpsError, TypeDepth, row_of};
-use crate::{ResultDocument, now_ms, rfc3339_ms};
+use crate::{
+    AdapterError, Envelope, Queue, ResultDocument, TaskState, TaskStatus, now_ms, rfc3339_ms,
+};
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, OptionalExtension, params, params_from_iter};
+use serde_json::Value;
 
 /// The depth statement (see the module docs); `EXPLAIN QUERY PLAN` of it is checked in the tests.
 pub(super) const DEPTH: &str = "
@@ -119,8 +122,8 @@ fn dead_where(f: &DeadFilter, first: usize) -> (String, Vec<SqlValue>) {
     (sql, args)
 }
 
-impl SqliteSource {
-    pub(super) async fn op_cancel(&self, id: &str) -> Result<Cancelled, OpsError> {
+impl Queue for SqliteSource {
+    async fn cancel(&self, id: &str) -> Result<Cancelled, OpsError> {
         let (id, host) = (id.to_string(), self.host_id.to_string());
         let i = id.clone();
         match self.write(move |c| cancel_tx(c, &i, &host)).await? {
@@ -131,7 +134,7 @@ impl SqliteSource {
         }
     }
 
-    pub(super) async fn op_dead_list(&self, f: &DeadFilter) -> Result<Vec<DeadLetter>, OpsError> {
+    async fn dead_list(&self, f: &DeadFilter) -> Result<Vec<DeadLetter>, OpsError> {
         let (cond, mut args) = dead_where(f, 0);
         args.push(SqlValue::Integer(
             f.limit
@@ -160,7 +163,7 @@ impl SqliteSource {
         Ok(rows)
     }
 
-    pub(super) async fn op_dead_retry(&self, which: &DeadSelection) -> Result<u64, OpsError> {
+    async fn dead_retry(&self, which: &DeadSelection) -> Result<u64, OpsError> {
         let which = which.clone();
         let out = self
             .write(
@@ -197,7 +200,7 @@ impl SqliteSource {
         })
     }
 
-    pub(super) async fn op_dead_purge(&self, f: &DeadFilter) -> Result<u64, OpsError> {
+    async fn dead_purge(&self, f: &DeadFilter) -> Result<u64, OpsError> {
         let (cond, args) = dead_where(f, 0);
         let sql = format!("DELETE FROM tasks WHERE {cond}");
         Ok(self
@@ -205,7 +208,7 @@ impl SqliteSource {
             .await? as u64)
     }
 
-    pub(super) async fn op_depth(&self) -> Result<Vec<TypeDepth>, OpsError> {
+    async fn depth(&self) -> Result<Vec<TypeDepth>, OpsError> {
         let (rows, paused) = self
             .run(|c| {
                 let rows = c
@@ -248,11 +251,7 @@ impl SqliteSource {
         Ok(out)
     }
 
-    pub(super) async fn op_set_paused(
-        &self,
-        task_type: &str,
-        paused: bool,
-    ) -> Result<(), OpsError> {
+    async fn set_paused(&self, task_type: &str, paused: bool) -> Result<(), OpsError> {
         let t = task_type.to_string();
         self.write(move |c| {
             if paused {
@@ -266,5 +265,106 @@ impl SqliteSource {
         })
         .await?;
         Ok(())
+    }
+
+    async fn submit(&self, envelope: &Envelope) -> Result<(), AdapterError> {
+        envelope.check()?;
+        let e = envelope.clone();
+        let now = now_ms();
+        let status = due::initial_status(&e, now);
+        let params = Value::Object(e.params).to_string();
+        let inserted = self
+            .write(move |c| {
+                c.prepare_cached(
+                    "INSERT INTO tasks (id, type, params, correlation_id, status, enqueued_at, run_at,
+                                        priority, attempts, last_error, traceparent)
+                     VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) ON CONFLICT (id) DO NOTHING",
+                )?
+                .execute(params![
+                    e.id,
+                    e.task_type,
+                    params,
+                    e.correlation_id,
+                    status,
+                    now,
+                    e.run_at.map(|t| t.0),
+                    e.priority,
+                    e.attempts,
+                    e.last_error,
+                    e.traceparent,
+                ])
+            })
+            .await?;
+        if inserted == 0 {
+            return Err(AdapterError::Duplicate {
+                id: envelope.id.clone(),
+            });
+        }
+        Ok(())
+    }
+
+    async fn status(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
+        let id = id.to_string();
+        let row = self
+            .run(move |c| {
+                c.prepare_cached(
+                    "SELECT id, type, status, deliveries, result, run_at, attempts, last_error
+                     FROM tasks WHERE id = ?1",
+                )?
+                .query_row([id], |r| {
+                    let time = (
+                        r.get::<_, Option<i64>>(5).ok().flatten(),
+                        count(r, 6)?,
+                        text(r.get_ref(7)?),
+                    );
+                    Ok((
+                        (
+                            col(r, 0)?,
+                            col(r, 1)?,
+                            col(r, 2)?,
+                            count(r, 3)?,
+                            text(r.get_ref(4)?),
+                        ),
+                        time,
+                    ))
+                })
+                .optional()
+            })
+            .await?;
+        let Some(((id, task_type, status, deliveries, result), (run_at, attempts, last_error))) =
+            row
+        else {
+            return Ok(None);
+        };
+        let status = TaskState::parse(&status).ok_or_else(|| {
+            AdapterError::Backend(format!(
+                "task {id}: unknown status {status:?} in the database"
+            ))
+        })?;
+        // Due but not yet turned `queued` by a claim: it is queued as far as anyone can tell.
+        let due = run_at.is_none_or(|t| t <= now_ms());
+        let status = if status == TaskState::Scheduled && due {
+            TaskState::Queued
+        } else {
+            status
+        };
+        Ok(Some({
+            let settled = status.is_final();
+            let result = result.filter(|_| settled).and_then(|raw| {
+                serde_json::from_str::<ResultDocument>(&raw)
+                    .inspect_err(|e| tracing::warn!(task_id = %id, "stored result is not a result document: {e}"))
+                    .ok()
+            });
+            TaskStatus {
+                id,
+                task_type,
+                status,
+                deliveries,
+                result,
+                run_at: run_at.map(crate::Stamp),
+                attempts,
+                last_error,
+            }
+        }))
     }
 }

@@ -1,6 +1,6 @@
 use super::*;
-use crate::{ClaimSlot, RevokeReason, rfc3339_ms};
-use serde_json::json;
+use crate::{ClaimSlot, Queue, RevokeReason, TaskStatus, rfc3339_ms};
+use serde_json::{Value, json};
 use std::collections::HashSet;
 use tempfile::TempDir;
 
