@@ -10,13 +10,13 @@
 //! connection behind a mutex, used only from `spawn_blocking`.
 
 use crate::{
-    AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, ResultDocument,
-    ResultStatus, RevokeReason, Revoked, Settled, now_ms,
+    AdapterError, ClaimRequest, Consumer, Delivery, Envelope, Lease, ResultDocument, ResultStatus,
+    RevokeReason, Revoked, Settled, now_ms,
 };
 use rows::claim_tx;
-use sql::*;
 use rusqlite::types::Value as SqlValue;
 use rusqlite::{Connection, ErrorCode, OptionalExtension, TransactionBehavior, params};
+use sql::*;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicI64, Ordering};
 use std::sync::{Arc, OnceLock};

@@ -159,7 +159,6 @@ fn a_traceparent_is_kept_through_a_round_trip() {
     assert_eq!(Envelope::from_value(back).expect("round trip"), e);
     let none = serde_json::to_value(Envelope::new("2", "T", Map::new())).expect("serializes");
     assert!(none.get("traceparent").is_none(), "absent when not set");
-    let err =
-        Envelope::parse(br#"{"id":"1","type":"T","traceparent":5}"#).expect_err("a number");
+    let err = Envelope::parse(br#"{"id":"1","type":"T","traceparent":5}"#).expect_err("a number");
     assert!(err.to_string().contains("`traceparent`"), "{err}");
 }

@@ -56,7 +56,8 @@ pub(super) const MIGRATE_3_TO_4: &str = "ALTER TABLE tasks ADD COLUMN traceparen
 
 /// Claims skip paused types (a primary-key probe of `paused_types`). Highest priority first, then oldest
 /// (see [`due`]).
-pub(super) const SELECT_QUEUED: &str = "SELECT priority, seq FROM tasks WHERE status = 'queued' AND type = ?1
+pub(super) const SELECT_QUEUED: &str =
+    "SELECT priority, seq FROM tasks WHERE status = 'queued' AND type = ?1
      AND NOT EXISTS (SELECT 1 FROM paused_types WHERE paused_types.type = ?1)
      ORDER BY priority DESC, seq LIMIT ?2";
 /// A running task whose host died with a cancel pending is not run again (see `CANCEL_ORPHANS`).
