@@ -27,21 +27,30 @@ def schedule_all(b, due_ms):
 
 
 def due_run(kind, folder, n, scheduled):
+    """`n` tasks queued while the host is idle, or `n` tasks made due in the same instant (scheduled
+    before the host starts, due 4 s later): the drain rate from the moment they can run."""
     name = f"due-{kind}-{'sched' if scheduled else 'now'}"
     os.makedirs(os.path.join(folder, name), exist_ok=True)
     b = BACKENDS[kind](name, os.path.join(folder, name))
     cfg = host_config(folder, name, b, "pool", 8)
     try:
         b.prepare(cfg)
-        b.enqueue(n, "noop")
+        if scheduled:
+            b.enqueue(n, "noop")
+            due_ms = int(time.time() * 1000) + 4000
+            schedule_all(b, due_ms)
         h = Host(cfg, "0").start()
         try:
             h.wait_ready()
-            time.sleep(1.0)
-            t0 = time.monotonic()
             if scheduled:
-                # Due 2 s from now, all in the same second; the host is started and idle meanwhile.
-                schedule_all(b, int(time.time() * 1000) + 2000)
+                wait = due_ms / 1000.0 - time.time()
+                if wait > 0:
+                    time.sleep(wait)
+                t0 = time.monotonic()
+            else:
+                time.sleep(1.0)
+                t0 = time.monotonic()
+                b.enqueue(n, "noop")
             r = drain(b.counter(), n, t0, 300)
         finally:
             h.stop()
