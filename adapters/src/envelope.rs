@@ -80,6 +80,88 @@ pub fn salvage(raw: &[u8]) -> (Option<String>, Option<String>) {
     (id, task_type)
 }
 
+/// The `id` and `type` of an envelope object, each checked with [`name_problem`].
+fn take_names(m: &mut Map<String, Value>) -> Result<(String, String), EnvelopeError> {
+    let id = match m.remove("id") {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        Some(Value::Number(n)) => n.to_string(),
+        Some(_) => return Err(EnvelopeError::BadId),
+        None => return Err(EnvelopeError::MissingId),
+    };
+    if let Some(problem) = name_problem(&id) {
+        return Err(EnvelopeError::BadName {
+            id: None,
+            field: "id",
+            problem,
+        });
+    }
+    let task_type = match m.remove("type") {
+        Some(Value::String(s)) if !s.is_empty() => s,
+        Some(_) => return Err(EnvelopeError::BadType { id }),
+        None => return Err(EnvelopeError::MissingType { id }),
+    };
+    if let Some(problem) = name_problem(&task_type) {
+        return Err(EnvelopeError::BadName {
+            id: Some(id),
+            field: "type",
+            problem,
+        });
+    }
+    Ok((id, task_type))
+}
+
+/// `run_at`, `priority` and `attempts` of an envelope object (absent or null: none, 0, 0).
+fn take_schedule(
+    m: &mut Map<String, Value>,
+    id: &str,
+) -> Result<(Option<Stamp>, i32, u32), EnvelopeError> {
+    let bad = |field: &'static str, problem: String| EnvelopeError::BadField {
+        id: id.to_string(),
+        field,
+        problem,
+    };
+    let run_at = match m.remove("run_at") {
+        None | Some(Value::Null) => None,
+        Some(Value::String(s)) => {
+            Some(parse_rfc3339(&s).map_err(|e| bad("run_at", format!("is not RFC 3339: {e}")))?)
+        }
+        Some(other) => {
+            return Err(bad(
+                "run_at",
+                format!("must be an RFC 3339 date-time string, not {other}"),
+            ));
+        }
+    };
+    let priority = match m.remove("priority") {
+        None | Some(Value::Null) => 0,
+        Some(Value::Number(n)) => {
+            n.as_i64()
+                .and_then(|p| i32::try_from(p).ok())
+                .ok_or_else(|| {
+                    bad(
+                        "priority",
+                        format!("must be a whole number (32-bit), not {n}"),
+                    )
+                })?
+        }
+        Some(other) => {
+            return Err(bad(
+                "priority",
+                format!("must be a whole number, not {other}"),
+            ));
+        }
+    };
+    let attempts = match m.remove("attempts") {
+        None | Some(Value::Null) => 0,
+        Some(Value::Number(n)) => n
+            .as_u64()
+            .and_then(|a| u32::try_from(a).ok())
+            .ok_or_else(|| bad("attempts", format!("must be a count, not {n}")))?,
+        Some(other) => return Err(bad("attempts", format!("must be a count, not {other}"))),
+    };
+    Ok((run_at, priority, attempts))
+}
+
 /// Why a message is not a task envelope (kept in the dead letter as its reason).
 #[derive(Debug, thiserror::Error)]
 pub enum EnvelopeError {
@@ -167,31 +249,7 @@ impl Envelope {
         let Value::Object(mut m) = v else {
             return Err(EnvelopeError::NotObject);
         };
-        let id = match m.remove("id") {
-            Some(Value::String(s)) if !s.is_empty() => s,
-            Some(Value::Number(n)) => n.to_string(),
-            Some(_) => return Err(EnvelopeError::BadId),
-            None => return Err(EnvelopeError::MissingId),
-        };
-        if let Some(problem) = name_problem(&id) {
-            return Err(EnvelopeError::BadName {
-                id: None,
-                field: "id",
-                problem,
-            });
-        }
-        let task_type = match m.remove("type") {
-            Some(Value::String(s)) if !s.is_empty() => s,
-            Some(_) => return Err(EnvelopeError::BadType { id }),
-            None => return Err(EnvelopeError::MissingType { id }),
-        };
-        if let Some(problem) = name_problem(&task_type) {
-            return Err(EnvelopeError::BadName {
-                id: Some(id),
-                field: "type",
-                problem,
-            });
-        }
+        let (id, task_type) = take_names(&mut m)?;
         let params = match m.remove("params") {
             None | Some(Value::Null) => Map::new(),
             Some(Value::Object(p)) => p,
@@ -202,50 +260,7 @@ impl Envelope {
             Some(Value::String(s)) => Some(s),
             Some(other) => Some(other.to_string()),
         };
-        let bad = |field: &'static str, problem: String| EnvelopeError::BadField {
-            id: id.clone(),
-            field,
-            problem,
-        };
-        let run_at = match m.remove("run_at") {
-            None | Some(Value::Null) => None,
-            Some(Value::String(s)) => Some(
-                parse_rfc3339(&s).map_err(|e| bad("run_at", format!("is not RFC 3339: {e}")))?,
-            ),
-            Some(other) => {
-                return Err(bad(
-                    "run_at",
-                    format!("must be an RFC 3339 date-time string, not {other}"),
-                ));
-            }
-        };
-        let priority = match m.remove("priority") {
-            None | Some(Value::Null) => 0,
-            Some(Value::Number(n)) => {
-                n.as_i64()
-                    .and_then(|p| i32::try_from(p).ok())
-                    .ok_or_else(|| {
-                        bad(
-                            "priority",
-                            format!("must be a whole number (32-bit), not {n}"),
-                        )
-                    })?
-            }
-            Some(other) => {
-                return Err(bad(
-                    "priority",
-                    format!("must be a whole number, not {other}"),
-                ));
-            }
-        };
-        let attempts = match m.remove("attempts") {
-            None | Some(Value::Null) => 0,
-            Some(Value::Number(n)) => n
-                .as_u64()
-                .and_then(|a| u32::try_from(a).ok())
-                .ok_or_else(|| bad("attempts", format!("must be a count, not {n}")))?,
-            Some(other) => return Err(bad("attempts", format!("must be a count, not {other}"))),
-        };
+        let (run_at, priority, attempts) = take_schedule(&mut m, &id)?;
         let last_error = match m.remove("last_error") {
             None | Some(Value::Null) => None,
             Some(Value::String(s)) => Some(s),
@@ -256,10 +271,11 @@ impl Envelope {
             Some(Value::String(s)) if s.trim().is_empty() => None,
             Some(Value::String(s)) => Some(s),
             Some(other) => {
-                return Err(bad(
-                    "traceparent",
-                    format!("must be a W3C traceparent string, not {other}"),
-                ));
+                return Err(EnvelopeError::BadField {
+                    id,
+                    field: "traceparent",
+                    problem: format!("must be a W3C traceparent string, not {other}"),
+                });
             }
         };
         Ok(Envelope {

@@ -45,6 +45,8 @@ pub mod postgres {
     pub use settings::Settings;
 }
 mod queue;
+#[cfg(any(feature = "redis", feature = "amqp", feature = "postgres"))]
+mod redact;
 /// Redis streams (the module is not called `redis`, which would shadow the `redis` crate).
 #[cfg(feature = "redis")]
 pub mod redis_streams;
@@ -110,6 +112,20 @@ pub enum AdapterError {
         /// The types this build can open.
         available: String,
     },
+}
+
+/// Waits between attempts to reach a task manager again: `min`, doubling, at most `max`, never giving up.
+#[cfg(any(feature = "amqp", feature = "postgres"))]
+pub(crate) fn backoff(
+    min: std::time::Duration,
+    max: std::time::Duration,
+) -> backon::ExponentialBackoff {
+    use backon::BackoffBuilder as _;
+    backon::ExponentialBuilder::default()
+        .with_min_delay(min)
+        .with_max_delay(max)
+        .without_max_times()
+        .build()
 }
 
 /// Turns a JSON object into a map, for adapters that store params as text.

@@ -20,8 +20,18 @@ const RECONNECT_MAX: Duration = Duration::from_secs(10);
 
 pub struct Retry {
     pub next: Option<Instant>,
-    pub delay: Duration,
+    pub backoff: backon::ExponentialBackoff,
     pub last_error: String,
+}
+
+impl Retry {
+    fn fresh() -> Retry {
+        Retry {
+            next: None,
+            backoff: crate::backoff(RECONNECT_MIN, RECONNECT_MAX),
+            last_error: String::new(),
+        }
+    }
 }
 
 pub struct Inner {
@@ -53,11 +63,7 @@ impl Inner {
             host_id,
             s,
             link: Mutex::new(None),
-            reconnect: tokio::sync::Mutex::new(Retry {
-                next: None,
-                delay: RECONNECT_MIN,
-                last_error: String::new(),
-            }),
+            reconnect: tokio::sync::Mutex::new(Retry::fresh()),
             generation: AtomicU64::new(0),
             prefetch: AtomicU16::new(0),
             stopped: AtomicBool::new(false),
@@ -148,16 +154,12 @@ impl Inner {
                 if generation > 1 {
                     tracing::info!(broker = %self.shown, generation, "reconnected to the broker; consuming again");
                 }
-                *retry = Retry {
-                    next: None,
-                    delay: RECONNECT_MIN,
-                    last_error: String::new(),
-                };
+                *retry = Retry::fresh();
                 Ok(l)
             }
             Err((msg, permanent)) => {
-                retry.next = Some(Instant::now() + retry.delay);
-                retry.delay = (retry.delay * 2).min(RECONNECT_MAX);
+                let wait = retry.backoff.next().unwrap_or(RECONNECT_MAX);
+                retry.next = Some(Instant::now() + wait);
                 retry.last_error = msg.clone();
                 Err((msg, permanent))
             }

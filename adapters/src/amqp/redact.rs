@@ -2,28 +2,12 @@
 
 /// `amqp://user:pass@host/vhost` → `amqp://user:***@host/vhost`: what logs and errors show.
 pub fn redact(url: &str) -> String {
-    let Some(scheme_end) = url.find("://").map(|i| i + 3) else {
-        return url.to_string();
-    };
-    let rest = &url[scheme_end..];
-    let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-    let Some(at) = rest[..authority_end].rfind('@') else {
-        return url.to_string();
-    };
-    let userinfo = &rest[..at];
-    let shown = match userinfo.find(':') {
-        Some(colon) => format!("{}:***", &userinfo[..colon]),
-        None => userinfo.to_string(),
-    };
-    format!("{}{shown}{}", &url[..scheme_end], &rest[at..])
+    crate::redact::shown(url, false)
 }
 
 /// The password of `url`, as written in it (percent-encoded), when it has one.
-fn password(url: &str) -> Option<&str> {
-    let rest = &url[url.find("://")? + 3..];
-    let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-    let userinfo = &authority[..authority.rfind('@')?];
-    Some(&userinfo[userinfo.find(':')? + 1..]).filter(|p| !p.is_empty())
+fn password(url: &str) -> Option<String> {
+    crate::redact::secrets(url, false).into_iter().next()
 }
 
 /// Removes the URL and its password from a message that may quote them (a client library's error).
@@ -32,7 +16,7 @@ pub fn scrub(msg: &str, url: &str) -> String {
     if let Some(p) = password(url) {
         out = out.replace(&format!(":{p}@"), ":***@");
         if p.len() >= 6 {
-            out = out.replace(p, "***");
+            out = out.replace(&p, "***");
         }
     }
     out

@@ -152,12 +152,7 @@ fn key_value_redacted(s: &str) -> String {
 
 /// The password as written in `url`, in either form.
 fn password_of(url: &str) -> Option<String> {
-    let from_url = || {
-        let rest = &url[url.find("://")? + 3..];
-        let authority = &rest[..rest.find(['/', '?', '#']).unwrap_or(rest.len())];
-        let userinfo = &authority[..authority.rfind('@')?];
-        Some(userinfo[userinfo.find(':')? + 1..].to_string())
-    };
+    let from_url = || crate::redact::secrets(url, false).into_iter().next();
     let from_kv = || {
         let i = url.find("password=")? + "password=".len();
         let v = url[i..].trim_start_matches('\'');

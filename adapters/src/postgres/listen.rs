@@ -52,7 +52,7 @@ impl Listener {
 /// Keeps one LISTEN connection up until the adapter closes.
 async fn listen(s: Arc<Shared>, tls: Tls, wake: Arc<Notify>) {
     let channel = s.cfg.channel();
-    let mut backoff = BACKOFF_MIN;
+    let mut backoff = crate::backoff(BACKOFF_MIN, BACKOFF_MAX);
     while !s.stop.is_cancelled() {
         let w = wake.clone();
         let connected = tokio::select! {
@@ -67,7 +67,7 @@ async fn listen(s: Arc<Shared>, tls: Tls, wake: Arc<Notify>) {
                 {
                     Ok(()) => {
                         tracing::debug!(%channel, "postgres: listening for new tasks");
-                        backoff = BACKOFF_MIN;
+                        backoff = crate::backoff(BACKOFF_MIN, BACKOFF_MAX);
                         wake.notify_one();
                         let ended = tokio::select! {
                             r = driver => r,
@@ -91,9 +91,8 @@ async fn listen(s: Arc<Shared>, tls: Tls, wake: Arc<Notify>) {
             }
         }
         tokio::select! {
-            _ = tokio::time::sleep(backoff) => {}
+            _ = tokio::time::sleep(backoff.next().unwrap_or(BACKOFF_MAX)) => {}
             _ = s.stop.cancelled() => return,
         }
-        backoff = (backoff * 2).min(BACKOFF_MAX);
     }
 }

@@ -14,39 +14,10 @@ pub(super) struct Redactor {
 
 impl Redactor {
     pub fn new(url: &str) -> Redactor {
-        let Some((scheme, rest)) = url.split_once("://") else {
-            return Redactor {
-                shown: url.to_string(),
-                secrets: Vec::new(),
-            };
-        };
-        let end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let (authority, tail) = rest.split_at(end);
-        let Some((userinfo, host)) = authority.rsplit_once('@') else {
-            return Redactor {
-                shown: url.to_string(),
-                secrets: Vec::new(),
-            };
-        };
-        let (user, password) = match userinfo.split_once(':') {
-            Some((u, p)) => (u, p),
-            // `redis://secret@host`: some clients read a lone user part as the password.
-            None => ("", userinfo),
-        };
-        let mut secrets = Vec::new();
-        if !password.is_empty() {
-            secrets.push(password.to_string());
-            let decoded = percent_decode(password);
-            if decoded != password {
-                secrets.push(decoded);
-            }
+        Redactor {
+            shown: crate::redact::shown(url, true),
+            secrets: crate::redact::secrets(url, true),
         }
-        let shown = if password.is_empty() {
-            url.to_string()
-        } else {
-            format!("{scheme}://{user}:***@{host}{tail}")
-        };
-        Redactor { shown, secrets }
     }
 
     /// `text` with every occurrence of the password replaced (passwords shorter than 3 characters are
@@ -58,26 +29,6 @@ impl Redactor {
         }
         out
     }
-}
-
-fn percent_decode(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        let hex = |c: u8| (c as char).to_digit(16);
-        if b[i] == b'%'
-            && i + 2 < b.len()
-            && let (Some(h), Some(l)) = (hex(b[i + 1]), hex(b[i + 2]))
-        {
-            out.push((h * 16 + l) as u8);
-            i += 3;
-            continue;
-        }
-        out.push(b[i]);
-        i += 1;
-    }
-    String::from_utf8_lossy(&out).into_owned()
 }
 
 /// A reply element as text (bulk and simple strings, numbers).
