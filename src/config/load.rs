@@ -27,9 +27,16 @@ use serde_yaml::{Mapping, Value};
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-// The key tables are the field lists of the structs that also make the JSON Schema (`super::schema`).
+// The key tables are the field lists of the structs that also make the JSON Schema (`super::schema`);
+// the event names are `EventKind`'s, which the schema derives from too.
 fn events() -> &'static [&'static str] {
-    keys::<schema::Event>()
+    static NAMES: std::sync::OnceLock<Vec<&'static str>> = std::sync::OnceLock::new();
+    NAMES.get_or_init(|| {
+        crate::observers::EventKind::ALL
+            .iter()
+            .map(|k| k.as_str())
+            .collect()
+    })
 }
 
 /// Reads and resolves the config file at `path`, with the process environment.

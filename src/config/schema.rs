@@ -283,7 +283,7 @@ pub struct Observer {
     #[schemars(with = "Option<Vec<Text>>", length(min = 1))]
     command: Option<Vec<String>>,
     /// The events it hears (default: all).
-    events: Option<Vec<Event>>,
+    events: Option<Vec<crate::observers::EventKind>>,
     /// Seconds one notification may take (default 10).
     #[schemars(extend("exclusiveMinimum" = 0))]
     timeout: Option<f64>,
@@ -295,21 +295,6 @@ pub struct Observer {
 pub enum ObserverType {
     Webhook,
     Command,
-}
-
-/// A task event.
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(rename_all = "snake_case")]
-#[allow(dead_code)]
-pub enum Event {
-    TaskReceived,
-    TaskStarted,
-    TaskRetrying,
-    TaskSucceeded,
-    TaskFailed,
-    TaskTimedOut,
-    TaskDeadLettered,
-    WorkerUnhealthy,
 }
 
 /// One schedule: each tick enqueues a task of `type` with `params`.

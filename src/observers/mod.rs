@@ -18,8 +18,10 @@ use serde::Serialize;
 use std::sync::Arc;
 use workerhost_adapters::Stamp;
 
-/// The kinds of event, named as in the spec.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize)]
+/// The kinds of event, named as in the spec (and, through the derive, in the config's JSON Schema).
+#[derive(
+    Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, serde::Deserialize, schemars::JsonSchema,
+)]
 #[serde(rename_all = "snake_case")]
 pub enum EventKind {
     TaskReceived,
