@@ -152,6 +152,32 @@ pub struct Usage {
 }
 
 impl ResultDocument {
+    /// The result of a task cancelled before it ran (a cancel of a queued task): no attempt, no time.
+    pub fn cancelled_unrun(
+        id: &str,
+        task_type: &str,
+        attempts: u32,
+        host: &str,
+        why: &str,
+    ) -> Self {
+        let now = crate::rfc3339_ms(crate::now_ms());
+        ResultDocument {
+            id: id.to_string(),
+            task_type: task_type.to_string(),
+            status: ResultStatus::Cancelled,
+            result: None,
+            error: Some(serde_json::json!({"message": why, "outcome": "cancelled"})),
+            attempts,
+            worker: None,
+            host: host.to_string(),
+            started_at: now.clone(),
+            finished_at: now,
+            duration_ms: 0,
+            correlation_id: None,
+            usage: None,
+        }
+    }
+
     pub fn succeeded(&self) -> bool {
         self.status == ResultStatus::Succeeded
     }

@@ -109,6 +109,16 @@ async fn take_all(inner: &Inner, ch: &Channel) -> Result<Vec<Taken>, OpsError> {
     Ok(out)
 }
 
+/// Acks a dead letter acted on (it leaves the dead-letter queue).
+async fn ack(inner: &Inner, t: &Taken) -> Result<(), OpsError> {
+    t.delivery
+        .acker
+        .ack(BasicAckOptions::default())
+        .await
+        .map(drop)
+        .map_err(|e| unavailable(inner, e))
+}
+
 /// Puts back what was taken and not acted on.
 async fn give_back(inner: &Inner, rest: Vec<Taken>) -> Result<(), OpsError> {
     for t in rest {
@@ -206,11 +216,7 @@ pub(super) async fn retry(inner: &Arc<Inner>, which: &DeadSelection) -> Result<u
             }
         }
         // Only now that the broker has it in the task queue does the dead letter go.
-        t.delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(|e| unavailable(inner, e))?;
+        ack(inner, &t).await?;
         n += 1;
     }
     let _ = ch.close(200, "done".into()).await;
@@ -226,11 +232,7 @@ pub(super) async fn purge(inner: &Arc<Inner>, f: &DeadFilter) -> Result<u64, Ops
     give_back(inner, rest).await?;
     let mut n = 0;
     for t in go {
-        t.delivery
-            .acker
-            .ack(BasicAckOptions::default())
-            .await
-            .map_err(|e| unavailable(inner, e))?;
+        ack(inner, &t).await?;
         n += 1;
     }
     let _ = ch.close(200, "done".into()).await;

@@ -66,6 +66,22 @@ pub(super) fn missing_api(url: &str, path: &str) -> AdapterError {
     ))
 }
 
+/// The answer of a `GET` that must succeed: a 404 is a wrong URL ([`missing_api`]), any other failure
+/// the service being unavailable.
+pub(super) fn get_answered(a: &Answer, url: &str, path: &str) -> Result<(), AdapterError> {
+    if a.status == 404 {
+        return Err(missing_api(url, path));
+    }
+    if !a.ok() {
+        return Err(AdapterError::Unavailable(format!(
+            "GET {path} answered HTTP {}: {}",
+            a.status,
+            a.error_text()
+        )));
+    }
+    Ok(())
+}
+
 impl HttpSource {
     /// Resolves every task type not resolved yet; registers the missing ones when `register` (and the
     /// settings allow it). Returns the names still unresolved.
@@ -96,16 +112,7 @@ impl HttpSource {
         if let Some(id) = found(&a) {
             return Ok(Resolved::Id(id));
         }
-        if a.status == 404 {
-            return Err(missing_api(&self.api.url, &path));
-        }
-        if !a.ok() {
-            return Err(AdapterError::Unavailable(format!(
-                "GET {path} answered HTTP {}: {}",
-                a.status,
-                a.error_text()
-            )));
-        }
+        get_answered(&a, &self.api.url, &path)?;
         if !register {
             return Ok(Resolved::Unknown);
         }

@@ -3,7 +3,7 @@
 //! `error_message`, `claimed_by` is the host that ran it, times are the database's DATETIME text.
 
 use super::HttpSource;
-use super::claim::missing_api;
+use super::claim::{get_answered, missing_api};
 use super::client::{Answer, count_of, id_of, urlencode};
 use crate::{AdapterError, Envelope, ResultDocument, ResultStatus, TaskState, TaskStatus};
 use serde_json::{Value, json};
@@ -50,16 +50,7 @@ impl HttpSource {
     pub(super) async fn read_status(&self, id: &str) -> Result<Option<TaskStatus>, AdapterError> {
         let path = format!("/tasks/{}", urlencode(id));
         let a = self.api.call(reqwest::Method::GET, &path, None).await?;
-        if a.status == 404 {
-            return Err(missing_api(&self.api.url, &path));
-        }
-        if !a.ok() {
-            return Err(AdapterError::Unavailable(format!(
-                "GET {path} answered HTTP {}: {}",
-                a.status,
-                a.error_text()
-            )));
-        }
+        get_answered(&a, &self.api.url, &path)?;
         a.first_item().map(|item| status_of(item, id)).transpose()
     }
 }

@@ -13,7 +13,7 @@
 
 use super::Shared;
 use crate::ops::{Cancelled, DeadFilter, DeadLetter, DeadSelection, OpsError, TypeDepth, row_of};
-use crate::{AdapterError, ResultDocument, now_ms, rfc3339_ms};
+use crate::{AdapterError, ResultDocument, rfc3339_ms};
 use serde_json::Value;
 
 /// `$1` type (NULL: any), `$2` dead-lettered before this many ms since the epoch (NULL: any age).
@@ -39,24 +39,9 @@ fn q(s: &Shared, sql: &str) -> String {
 
 /// A cancelled row's result document (the task never ran).
 fn cancelled_doc(s: &Shared, id: &str, task_type: &str, attempts: i32) -> Value {
-    let now = rfc3339_ms(now_ms());
-    let doc = ResultDocument {
-        id: id.to_string(),
-        task_type: task_type.to_string(),
-        status: crate::ResultStatus::Cancelled,
-        result: None,
-        error: Some(
-            serde_json::json!({"message": "cancelled before it ran", "outcome": "cancelled"}),
-        ),
-        attempts: u32::try_from(attempts).unwrap_or(0),
-        worker: None,
-        host: s.host_id.clone(),
-        started_at: now.clone(),
-        finished_at: now,
-        duration_ms: 0,
-        correlation_id: None,
-        usage: None,
-    };
+    let attempts = u32::try_from(attempts).unwrap_or(0);
+    let why = "cancelled before it ran";
+    let doc = ResultDocument::cancelled_unrun(id, task_type, attempts, &s.host_id, why);
     serde_json::to_value(doc).unwrap_or(Value::Null)
 }
 

@@ -36,22 +36,7 @@ pub(super) fn cancelled_doc(
     host: &str,
     why: &str,
 ) -> String {
-    let now = rfc3339_ms(now_ms());
-    let doc = ResultDocument {
-        id: id.to_string(),
-        task_type: task_type.to_string(),
-        status: crate::ResultStatus::Cancelled,
-        result: None,
-        error: Some(serde_json::json!({"message": why, "outcome": "cancelled"})),
-        attempts,
-        worker: None,
-        host: host.to_string(),
-        started_at: now.clone(),
-        finished_at: now,
-        duration_ms: 0,
-        correlation_id: None,
-        usage: None,
-    };
+    let doc = ResultDocument::cancelled_unrun(id, task_type, attempts, host, why);
     serde_json::to_string(&doc).unwrap_or_default()
 }
 
