@@ -8,6 +8,7 @@ mod docs;
 mod operate;
 mod pause;
 mod queue;
+mod reload;
 mod run;
 mod setup;
 mod when;
