@@ -13,6 +13,7 @@
 //! - `defaults.env` is merged into each worker's `env` (the worker's entries win).
 //! - An observer's `timeout` defaults to 10 seconds.
 
+mod defaults;
 mod fields;
 mod schedules;
 mod task_manager;
@@ -136,7 +137,7 @@ pub fn load_str(text: &str, path: &Path, env: Env) -> Result<Config, ConfigError
     let host = host(&mut ctx, root);
     let task_manager = task_manager::task_manager(&mut ctx, root);
     let tm_max_deliveries = task_manager.as_ref().and_then(|t| t.max_deliveries());
-    let defaults = worker::defaults(&mut ctx, root, tm_max_deliveries);
+    let defaults = defaults::defaults(&mut ctx, root, tm_max_deliveries);
     let workers = worker::workers(&mut ctx, root, &defaults);
     let observers = observers(&mut ctx, root);
     let schedules = schedules::schedules(&mut ctx, root);
