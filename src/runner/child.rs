@@ -1,7 +1,8 @@
 //! The one module of the workspace that may use `unsafe` (the workspace lint is `unsafe_code = "deny"`
 //! rather than `forbid` only so that this module can allow it). Kept as one file, over the ~400 lines of
-//! the others, so that every `unsafe` line of the workspace is audited in one place. It starts a worker's process and reaps
-//! it, which the safe APIs of std, tokio, nix and rustix cannot do the way the host needs:
+//! the others, so that every `unsafe` line of the workspace is audited in one place. It starts a
+//! worker's process and reaps it, which the safe APIs of std, tokio, nix and rustix cannot do the way
+//! the host needs:
 //!
 //! - **What runs in the child before `exec`**: its process group, its stdio, its working directory, its
 //!   resource limits, its user, and its parent-death signal. These cannot be set from the host after the
