@@ -1,4 +1,4 @@
-"""The `sqlite` task manager: the host's own file and schema (version 3), written the way the sqlite
+"""The `sqlite` task manager: the host's own file and schema (version 4), written the way the sqlite
 adapter's `submit` writes (one INSERT, `ON CONFLICT (id) DO NOTHING`), in WAL mode with a busy timeout so
 it is safe beside running hosts. A file without the schema is refused: the host (or `workerhost check`)
 creates it, so the two can never disagree about it."""
@@ -10,7 +10,7 @@ import sqlite3
 from .errors import ClientError, DuplicateId, Unreachable, UnknownTask
 from .wire import now_ms
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 _INSERT = ("INSERT INTO tasks (id, type, params, correlation_id, status, enqueued_at, run_at, priority, "
            "attempts, last_error) VALUES (?, ?, ?, ?, ?, ?, ?, ?, 0, NULL) ON CONFLICT (id) DO NOTHING")
 _STATUS = "SELECT id, type, status, deliveries, result, run_at, attempts, last_error FROM tasks WHERE id = ?"
