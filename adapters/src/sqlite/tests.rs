@@ -415,6 +415,9 @@ async fn a_sweep_takes_at_most_its_limit() {
 async fn concurrent_hosts_never_share_a_task() {
     let dir = TempDir::new().expect("tempdir");
     let (first, second) = (open(&dir, "h1", 30_000), open(&dir, "h2", 30_000));
+    // Both connections are open before any claim, so neither host waits out the other's start.
+    first.ping().await.expect("h1 open");
+    second.ping().await.expect("h2 open");
     for i in 0..200 {
         first
             .submit(&env(&format!("t{i}"), "T"))
@@ -435,6 +438,9 @@ async fn concurrent_hosts_never_share_a_task() {
                     s.settle(&d.lease, &ok).await.expect("settle");
                     seen.push(d.lease.task_id);
                 }
+                // A task takes time: without it, on a loaded machine one host can drain all 200
+                // before the other's first claim, and the test would prove nothing about sharing.
+                tokio::time::sleep(std::time::Duration::from_millis(2)).await;
             }
         })
     };
