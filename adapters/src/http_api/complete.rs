@@ -143,6 +143,24 @@ mod tests {
             read_answer("1", &requeued).ok(),
             Some(Settled::RerunByTaskManager)
         );
+        // Whatever else the service puts there is no claim that it reruns the task.
+        for data in [
+            json!(null),
+            json!([1]),
+            json!({"status": 7}),
+            json!({"status": "completed"}),
+        ] {
+            let odd = Answer {
+                status: 200,
+                body: json!({"success": true, "data": data}),
+                json: true,
+            };
+            assert_eq!(
+                read_answer("1", &odd).ok(),
+                Some(Settled::Recorded),
+                "{data}"
+            );
+        }
         assert!(lost(&answer(403, "Task is claimed by another worker")));
         assert!(lost(&answer(400, "Task is not in claimed state")));
         assert!(refused(&answer(404, "Task not found")));
