@@ -55,11 +55,11 @@ impl Options {
                 .trim()
                 .trim_end_matches('/')
                 .to_string(),
-            api_key: settings.api_key.clone(),
+            api_key: settings.api_key.to_string(),
             host_id,
             poll_interval: settings.poll_interval.0,
-            sort_by: settings.claim_sort_by.clone(),
-            sort_order: settings.claim_sort_order.clone(),
+            sort_by: settings.claim_sort_by.as_deref().map(String::from),
+            sort_order: settings.claim_sort_order.as_deref().map(String::from),
             register_task_types: settings.register_task_types,
             task_types,
         }

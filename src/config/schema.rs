@@ -54,8 +54,7 @@ pub struct File {
 #[allow(dead_code)]
 pub struct Host {
     /// This host's id (default: hostname-pid; a random suffix is added per start).
-    #[schemars(with = "Option<Text>")]
-    id: Option<String>,
+    id: Option<Text>,
     /// Tasks in flight across all workers.
     #[schemars(range(min = 1))]
     concurrency: Option<u64>,
@@ -75,11 +74,9 @@ pub struct Host {
 #[allow(dead_code)]
 pub struct Http {
     /// The address of /health, /metrics and the API, like 127.0.0.1:8080, or "off".
-    #[schemars(with = "Option<Text>")]
-    listen: Option<String>,
+    listen: Option<Text>,
     /// A bearer token the API asks for (empty: none).
-    #[schemars(with = "Option<Text>")]
-    token: Option<String>,
+    token: Option<Text>,
 }
 
 /// `host.logging:`.
@@ -88,8 +85,7 @@ pub struct Http {
 #[allow(dead_code)]
 pub struct Logging {
     /// A tracing filter: error, warn, info, debug, trace, or directives like `workerhost=debug`.
-    #[schemars(with = "Option<Text>")]
-    level: Option<String>,
+    level: Option<Text>,
     format: Option<LogFormat>,
 }
 
@@ -101,38 +97,48 @@ pub enum LogFormat {
     Json,
 }
 
-/// `defaults:`.
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct Defaults {
-    /// Seconds a task may run (default 300).
-    #[schemars(extend("exclusiveMinimum" = 0))]
-    timeout: Option<f64>,
-    /// Retries after the first attempt (default 3).
-    #[schemars(range(min = 0))]
-    max_retries: Option<u32>,
-    /// Deliveries before a task is dead-lettered (default max_retries + 3).
-    #[schemars(range(min = 1))]
-    max_deliveries: Option<u32>,
-    retry: Option<Retry>,
-    /// Bytes of a worker's stdout kept (default 16 MiB).
-    #[schemars(range(min = 1))]
-    max_output_bytes: Option<u64>,
-    /// Tasks of one worker at once.
-    #[schemars(range(min = 1))]
-    concurrency: Option<u64>,
-    /// Environment variables set for the workers (a worker's own win).
-    env: Option<BTreeMap<String, Scalar>>,
-    /// Host environment variables handed to the workers.
-    #[schemars(with = "Option<Vec<Text>>")]
-    env_passthrough: Option<Vec<String>>,
-    limits: Option<Limits>,
-    /// Retry a task whose worker hit a resource limit (default false).
-    retry_on_resource_limit: Option<bool>,
-    /// Run the workers as this user (the host runs as root).
-    #[schemars(with = "Option<Text>")]
-    user: Option<String>,
+/// Defines a struct with the keys a worker inherits from `defaults:` after its own (`Defaults` and
+/// `Worker` list them once, here). Every such struct is a mapping that refuses unknown keys.
+macro_rules! inheriting {
+    ($(#[$meta:meta])* pub struct $name:ident { $($own:tt)* }) => {
+        #[derive(Deserialize, schemars::JsonSchema)]
+        #[serde(deny_unknown_fields)]
+        #[allow(dead_code)]
+        $(#[$meta])*
+        pub struct $name {
+            $($own)*
+            /// Seconds a task may run (default 300).
+            #[schemars(extend("exclusiveMinimum" = 0))]
+            timeout: Option<f64>,
+            /// Retries after the first attempt (default 3).
+            #[schemars(range(min = 0))]
+            max_retries: Option<u32>,
+            /// Deliveries before a task is dead-lettered (default max_retries + 3).
+            #[schemars(range(min = 1))]
+            max_deliveries: Option<u32>,
+            retry: Option<Retry>,
+            /// Bytes of a worker's stdout kept (default 16 MiB).
+            #[schemars(range(min = 1))]
+            max_output_bytes: Option<u64>,
+            /// Tasks of one worker at once.
+            #[schemars(range(min = 1))]
+            concurrency: Option<u64>,
+            /// Environment variables set for the workers (a worker's own win).
+            env: Option<BTreeMap<String, Scalar>>,
+            /// Host environment variables handed to the workers.
+            env_passthrough: Option<Vec<Text>>,
+            limits: Option<Limits>,
+            /// Retry a task whose worker hit a resource limit (default false).
+            retry_on_resource_limit: Option<bool>,
+            /// Run the workers as this user (the host runs as root).
+            user: Option<Text>,
+        }
+    };
+}
+
+inheriting! {
+    /// `defaults:`.
+    pub struct Defaults {}
 }
 
 /// `retry:`: exponential backoff between attempts.
@@ -171,77 +177,49 @@ pub struct Limits {
     processes: Option<u64>,
 }
 
-/// One worker: a Python function (`venv_python` + `module`), any program (`command`) or a remote
-/// worker (`url`), exactly one of them.
-#[derive(Deserialize, schemars::JsonSchema)]
-#[serde(deny_unknown_fields)]
-#[schemars(extend("oneOf" = [
-    { "required": ["venv_python", "module"] },
-    { "required": ["command"] },
-    { "required": ["url"] }
-]))]
-#[allow(dead_code)]
-pub struct Worker {
-    /// Unique among the workers.
-    #[schemars(with = "Text")]
-    name: String,
-    #[schemars(with = "Option<Text>")]
-    description: Option<String>,
-    /// Anything; shown by `workerhost workers` and /workers.
-    metadata: Option<Value>,
-    /// The worker's working directory (relative to the config file).
-    #[schemars(with = "Option<Text>")]
-    project_path: Option<String>,
-    /// The Python interpreter: a path, or a bare name looked up on PATH.
-    #[schemars(with = "Option<Text>")]
-    venv_python: Option<String>,
-    /// A dotted Python module name.
-    #[schemars(with = "Option<Text>")]
-    module: Option<String>,
-    /// `workerhost setup`: the interpreter the worker's venv is made with (a path or a name on PATH).
-    #[schemars(with = "Option<Text>")]
-    python: Option<String>,
-    /// `workerhost setup`: a requirements file (*.txt) or pyproject.toml installed into the venv of
-    /// `venv_python` (relative to `project_path`).
-    #[schemars(with = "Option<Text>")]
-    requirements: Option<String>,
-    /// The function the SDK calls (a Python identifier).
-    #[schemars(with = "Option<Text>")]
-    function: Option<String>,
-    /// An argv list (never a shell command line).
-    #[schemars(with = "Option<Vec<Text>>", length(min = 1))]
-    command: Option<Vec<String>>,
-    /// A remote worker: http:// or https://.
-    #[schemars(with = "Option<Text>")]
-    url: Option<String>,
-    /// The task types this worker runs (each claimed by one worker).
-    #[schemars(with = "Vec<Text>", length(min = 1))]
-    task_types: Vec<String>,
-    #[schemars(extend("exclusiveMinimum" = 0))]
-    timeout: Option<f64>,
-    #[schemars(range(min = 0))]
-    max_retries: Option<u32>,
-    #[schemars(range(min = 1))]
-    max_deliveries: Option<u32>,
-    retry: Option<Retry>,
-    #[schemars(range(min = 1))]
-    max_output_bytes: Option<u64>,
-    #[schemars(range(min = 1))]
-    concurrency: Option<u64>,
-    env: Option<BTreeMap<String, Scalar>>,
-    #[schemars(with = "Option<Vec<Text>>")]
-    env_passthrough: Option<Vec<String>>,
-    mode: Option<Mode>,
-    /// Processes of a pool worker (default 1).
-    #[schemars(range(min = 1))]
-    pool_size: Option<u64>,
-    /// A pool process is replaced after this many tasks.
-    #[schemars(range(min = 1))]
-    max_tasks_per_process: Option<u64>,
-    limits: Option<Limits>,
-    retry_on_resource_limit: Option<bool>,
-    #[schemars(with = "Option<Text>")]
-    user: Option<String>,
+inheriting! {
+    /// One worker: a Python function (`venv_python` + `module`), any program (`command`) or a remote
+    /// worker (`url`), exactly one of them.
+    #[schemars(extend("oneOf" = [
+        { "required": ["venv_python", "module"] },
+        { "required": ["command"] },
+        { "required": ["url"] }
+    ]))]
+    pub struct Worker {
+        /// Unique among the workers.
+        name: Text,
+        description: Option<Text>,
+        /// Anything; shown by `workerhost workers` and /workers.
+        metadata: Option<Value>,
+        /// The worker's working directory (relative to the config file).
+        project_path: Option<Text>,
+        /// The Python interpreter: a path, or a bare name looked up on PATH.
+        venv_python: Option<Text>,
+        /// A dotted Python module name.
+        module: Option<Text>,
+        /// `workerhost setup`: the interpreter the worker's venv is made with (a path or a name on PATH).
+        python: Option<Text>,
+        /// `workerhost setup`: a requirements file (*.txt) or pyproject.toml installed into the venv of
+        /// `venv_python` (relative to `project_path`).
+        requirements: Option<Text>,
+        /// The function the SDK calls (a Python identifier).
+        function: Option<Text>,
+        /// An argv list (never a shell command line).
+        #[schemars(length(min = 1))]
+        command: Option<Vec<Text>>,
+        /// A remote worker: http:// or https://.
+        url: Option<Text>,
+        /// The task types this worker runs (each claimed by one worker).
+        #[schemars(length(min = 1))]
+        task_types: Vec<Text>,
+        mode: Option<Mode>,
+        /// Processes of a pool worker (default 1).
+        #[schemars(range(min = 1))]
+        pool_size: Option<u64>,
+        /// A pool process is replaced after this many tasks.
+        #[schemars(range(min = 1))]
+        max_tasks_per_process: Option<u64>,
+    }
 }
 
 /// `spawn` (a process per task, the default) or `pool` (long-lived processes).
@@ -277,11 +255,10 @@ pub struct Observer {
     #[serde(rename = "type")]
     kind: ObserverType,
     /// A webhook's address (http:// or https://).
-    #[schemars(with = "Option<Text>")]
-    url: Option<String>,
+    url: Option<Text>,
     /// A command observer's argv.
-    #[schemars(with = "Option<Vec<Text>>", length(min = 1))]
-    command: Option<Vec<String>>,
+    #[schemars(length(min = 1))]
+    command: Option<Vec<Text>>,
     /// The events it hears (default: all).
     events: Option<Vec<crate::observers::EventKind>>,
     /// Seconds one notification may take (default 10).
@@ -303,18 +280,14 @@ pub enum ObserverType {
 #[allow(dead_code)]
 pub struct Schedule {
     /// Unique, no spaces: it starts each tick's task id.
-    #[schemars(with = "Text")]
-    name: String,
+    name: Text,
     /// 5 or 6 fields, or an alias such as @hourly.
-    #[schemars(with = "Text")]
-    cron: String,
+    cron: Text,
     /// An IANA time zone (default UTC).
-    #[schemars(with = "Option<Text>")]
-    timezone: Option<String>,
+    timezone: Option<Text>,
     /// The task type each tick enqueues.
     #[serde(rename = "type")]
-    #[schemars(with = "Text")]
-    task_type: String,
+    task_type: Text,
     /// The task's params (a mapping).
     params: Option<BTreeMap<String, Value>>,
 }

@@ -1,7 +1,7 @@
 //! The `task_manager:` settings of the amqp adapter.
 
 use crate::settings::Problem;
-use crate::settings::de::{Seconds, opt_text, text};
+use crate::settings::de::{Seconds, Text};
 use serde::Deserialize;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -23,16 +23,9 @@ pub(super) const DEFAULT_URL: &str = "amqp://127.0.0.1:5672/%2f";
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Default `amqp://127.0.0.1:5672/%2f`.
-    #[serde(deserialize_with = "opt_text")]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(with = "Option<crate::settings::de::Text>")
-    )]
-    pub url: Option<String>,
+    pub url: Option<Text>,
     /// The queue consumed and published to (default `workerhost.tasks`).
-    #[serde(deserialize_with = "text")]
-    #[cfg_attr(feature = "schema", schemars(with = "crate::settings::de::Text"))]
-    pub queue: String,
+    pub queue: Text,
     /// `None`: declared without `x-queue-type` (the broker's default, classic on 3.x).
     pub queue_type: Option<QueueType>,
     /// Declare the queue (durable) if missing; `false`: use it as declared (passive check only).
@@ -41,34 +34,15 @@ pub struct Settings {
     pub prefetch: Option<u16>,
     /// Where dead letters are published when the queue has no dead-letter exchange
     /// (default `<queue>.dead`, declared durable); see [`Settings::dead_letter_queue`].
-    #[serde(rename = "dead_letter_queue", deserialize_with = "opt_text")]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(with = "Option<crate::settings::de::Text>")
-    )]
-    pub dead_letter_queue_name: Option<String>,
+    #[serde(rename = "dead_letter_queue")]
+    pub dead_letter_queue_name: Option<Text>,
     /// The queue's `x-dead-letter-exchange`, when it has one: dead letters are then
     /// `basic.nack(requeue=false)`ed and the broker routes them.
-    #[serde(deserialize_with = "opt_text")]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(with = "Option<crate::settings::de::Text>")
-    )]
-    pub dead_letter_exchange: Option<String>,
+    pub dead_letter_exchange: Option<Text>,
     /// Every result document is also published to this exchange (persistent), with
     /// `result_routing_key` (default: the queue name).
-    #[serde(deserialize_with = "opt_text")]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(with = "Option<crate::settings::de::Text>")
-    )]
-    pub result_exchange: Option<String>,
-    #[serde(deserialize_with = "opt_text")]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(with = "Option<crate::settings::de::Text>")
-    )]
-    pub result_routing_key: Option<String>,
+    pub result_exchange: Option<Text>,
+    pub result_routing_key: Option<Text>,
     /// `x-consumer-timeout` of the consumer, in ms (brokers 3.11.15+). Default: the longest a delivery
     /// can stay unacknowledged on the host, plus a minute (set when the adapter is opened).
     pub consumer_timeout_ms: Option<u64>,
@@ -117,8 +91,8 @@ impl Settings {
     /// `dead_letter_queue`, default `<queue>.dead`.
     pub fn dead_letter_queue(&self) -> String {
         self.dead_letter_queue_name
-            .clone()
-            .unwrap_or_else(|| format!("{}.dead", self.queue))
+            .as_ref()
+            .map_or_else(|| format!("{}.dead", self.queue), Text::to_string)
     }
 
     /// Checks what the types alone do not; every problem, each naming its field.
@@ -138,17 +112,17 @@ impl Settings {
         }
         let dead = self.dead_letter_queue();
         for (k, v) in [
-            ("queue", Some(&self.queue)),
-            ("dead_letter_queue", Some(&dead)),
-            ("dead_letter_exchange", self.dead_letter_exchange.as_ref()),
-            ("result_exchange", self.result_exchange.as_ref()),
-            ("result_routing_key", self.result_routing_key.as_ref()),
+            ("queue", Some(self.queue.as_str())),
+            ("dead_letter_queue", Some(dead.as_str())),
+            ("dead_letter_exchange", self.dead_letter_exchange.as_deref()),
+            ("result_exchange", self.result_exchange.as_deref()),
+            ("result_routing_key", self.result_routing_key.as_deref()),
         ] {
             if v.is_some_and(|v| v.len() > MAX_NAME) {
                 out.push(Problem::new(k, "expected at most 255 bytes"));
             }
         }
-        for (k, v) in [("queue", &self.queue), ("dead_letter_queue", &dead)] {
+        for (k, v) in [("queue", self.queue.as_str()), ("dead_letter_queue", &dead)] {
             if v.is_empty() {
                 out.push(Problem::new(k, "must not be empty"));
             }

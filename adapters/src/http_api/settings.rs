@@ -1,7 +1,7 @@
 //! The `task_manager:` settings of the http adapter (SPEC section 4a).
 
 use crate::settings::Problem;
-use crate::settings::de::{Seconds, opt_text, text};
+use crate::settings::de::{Seconds, Text};
 use serde::Deserialize;
 use std::num::NonZeroU32;
 use std::time::Duration;
@@ -12,30 +12,13 @@ use std::time::Duration;
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// The API base URL, ending in `/api` (required).
-    #[serde(deserialize_with = "opt_text")]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(with = "Option<crate::settings::de::Text>")
-    )]
-    pub url: Option<String>,
+    pub url: Option<Text>,
     /// Sent as `X-API-Key`; usually `${TASKMANAGER_API_KEY}`. Opening fails when it is empty.
-    #[serde(deserialize_with = "text")]
-    #[cfg_attr(feature = "schema", schemars(with = "crate::settings::de::Text"))]
-    pub api_key: String,
+    pub api_key: Text,
     /// How long an idle host waits between claims (default 5 s).
     pub poll_interval: Seconds,
-    #[serde(deserialize_with = "opt_text")]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(with = "Option<crate::settings::de::Text>")
-    )]
-    pub claim_sort_by: Option<String>,
-    #[serde(deserialize_with = "opt_text")]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(with = "Option<crate::settings::de::Text>")
-    )]
-    pub claim_sort_order: Option<String>,
+    pub claim_sort_by: Option<Text>,
+    pub claim_sort_order: Option<Text>,
     /// The service's own claim timeout (default 300 s): `workerhost check` warns about workers that may
     /// run longer, since the service has no heartbeat.
     pub claim_timeout_seconds: Seconds,
@@ -52,7 +35,7 @@ impl Default for Settings {
     fn default() -> Settings {
         Settings {
             url: None,
-            api_key: String::new(),
+            api_key: Text::default(),
             poll_interval: Seconds::secs(5),
             claim_sort_by: None,
             claim_sort_order: None,

@@ -74,7 +74,7 @@ impl Conn {
             pg,
             shown,
             password,
-            schema: s.schema.clone(),
+            schema: s.schema.to_string(),
             lease: s.lease(),
             poll_interval: Duration::from_millis(s.poll_interval_ms.get()),
             notify: s.notify,

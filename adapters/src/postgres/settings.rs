@@ -1,7 +1,7 @@
 //! The `task_manager:` settings of the postgres adapter (section 4b).
 
 use crate::settings::Problem;
-use crate::settings::de::{Seconds, opt_text, text};
+use crate::settings::de::{Seconds, Text};
 use serde::Deserialize;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
@@ -16,16 +16,9 @@ const MAX_SCHEMA: usize = 50;
 pub struct Settings {
     /// `postgresql://...` or the key=value form; default the local server, database `postgres`. Shown
     /// with the password hidden everywhere.
-    #[serde(deserialize_with = "opt_text")]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(with = "Option<crate::settings::de::Text>")
-    )]
-    pub url: Option<String>,
+    pub url: Option<Text>,
     /// Every object of workerhost lives in this schema (default `workerhost`).
-    #[serde(deserialize_with = "text")]
-    #[cfg_attr(feature = "schema", schemars(with = "crate::settings::de::Text"))]
-    pub schema: String,
+    pub schema: Text,
     /// How long a claim or renewal holds a task (default 30 s, at least 1).
     pub lease_seconds: Seconds,
     /// The fallback poll (default 1000).

@@ -1,7 +1,7 @@
 //! The `task_manager:` settings of the redis adapter.
 
 use crate::settings::Problem;
-use crate::settings::de::{Seconds, opt_text, text};
+use crate::settings::de::{Seconds, Text};
 use serde::Deserialize;
 use std::num::{NonZeroU32, NonZeroU64};
 use std::time::Duration;
@@ -16,20 +16,11 @@ pub const MAX_BLOCK_MS: u64 = 10_000;
 #[serde(default, deny_unknown_fields)]
 pub struct Settings {
     /// Default `redis://127.0.0.1:6379/0`.
-    #[serde(deserialize_with = "opt_text")]
-    #[cfg_attr(
-        feature = "schema",
-        schemars(with = "Option<crate::settings::de::Text>")
-    )]
-    pub url: Option<String>,
+    pub url: Option<Text>,
     /// The stream read (default `workerhost:tasks`); the other keys are named after it.
-    #[serde(deserialize_with = "text")]
-    #[cfg_attr(feature = "schema", schemars(with = "crate::settings::de::Text"))]
-    pub stream: String,
+    pub stream: Text,
     /// The consumer group (default `workerhost`).
-    #[serde(deserialize_with = "text")]
-    #[cfg_attr(feature = "schema", schemars(with = "crate::settings::de::Text"))]
-    pub group: String,
+    pub group: Text,
     /// Entries idle longer than this are taken over from their (dead) host (default 30 s).
     pub lease_seconds: Seconds,
     /// How long result documents are kept (default one day).

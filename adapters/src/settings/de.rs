@@ -4,6 +4,7 @@
 use serde::de::{self, Deserializer, Visitor};
 use serde::{Deserialize, forward_to_deserialize_any};
 use std::fmt;
+use std::ops::Deref;
 use std::time::Duration;
 
 /// A number of seconds greater than 0 (`lease_seconds: 2.5`).
@@ -43,35 +44,65 @@ impl<'de> Deserialize<'de> for Seconds {
     }
 }
 
-/// Text, also when written as a number (`stream: 42`, or a `${VAR}` that expanded to digits).
-pub fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
-    struct V;
-    impl Visitor<'_> for V {
-        type Value = String;
-        fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
-            f.write_str("a string")
-        }
-        fn visit_str<E: de::Error>(self, s: &str) -> Result<String, E> {
-            Ok(s.to_string())
-        }
-        fn visit_u64<E: de::Error>(self, n: u64) -> Result<String, E> {
-            Ok(n.to_string())
-        }
-        fn visit_i64<E: de::Error>(self, n: i64) -> Result<String, E> {
-            Ok(n.to_string())
-        }
-        fn visit_f64<E: de::Error>(self, n: f64) -> Result<String, E> {
-            Ok(n.to_string())
-        }
+/// Text, also when written as a number (`stream: 42`, or a `${VAR}` that expanded to digits). Its JSON
+/// Schema says the same: a string or a number. Reads as a `&str` ([`Deref`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct Text(pub String);
+
+impl Text {
+    pub fn as_str(&self) -> &str {
+        &self.0
     }
-    d.deserialize_any(V)
 }
 
-/// [`text`], optional (absent or `null`: `None`).
-pub fn opt_text<'de, D: Deserializer<'de>>(d: D) -> Result<Option<String>, D::Error> {
-    #[derive(Deserialize)]
-    struct T(#[serde(deserialize_with = "text")] String);
-    Ok(Option::<T>::deserialize(d)?.map(|t| t.0))
+impl Deref for Text {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl fmt::Display for Text {
+    fn fmt(&self, f: &mut fmt::Formatter) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl From<&str> for Text {
+    fn from(s: &str) -> Text {
+        Text(s.to_string())
+    }
+}
+
+impl From<String> for Text {
+    fn from(s: String) -> Text {
+        Text(s)
+    }
+}
+
+impl<'de> Deserialize<'de> for Text {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Text, D::Error> {
+        struct V;
+        impl Visitor<'_> for V {
+            type Value = Text;
+            fn expecting(&self, f: &mut fmt::Formatter) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: de::Error>(self, s: &str) -> Result<Text, E> {
+                Ok(s.into())
+            }
+            fn visit_u64<E: de::Error>(self, n: u64) -> Result<Text, E> {
+                Ok(n.to_string().into())
+            }
+            fn visit_i64<E: de::Error>(self, n: i64) -> Result<Text, E> {
+                Ok(n.to_string().into())
+            }
+            fn visit_f64<E: de::Error>(self, n: f64) -> Result<Text, E> {
+                Ok(n.to_string().into())
+            }
+        }
+        d.deserialize_any(V)
+    }
 }
 
 /// The keys of settings struct `T`: the `fields` its derived `Deserialize` hands to `deserialize_struct`
@@ -134,10 +165,7 @@ impl schemars::JsonSchema for Seconds {
     }
 }
 
-/// What [`text`] takes, for the JSON Schema of a field read with it: a string or a number.
-#[cfg(feature = "schema")]
-pub struct Text;
-
+/// The JSON Schema of [`Text`]: a string or a number.
 #[cfg(feature = "schema")]
 impl schemars::JsonSchema for Text {
     fn inline_schema() -> bool {
