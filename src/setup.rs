@@ -162,24 +162,17 @@ pub async fn setup(w: &WorkerConfig, force: bool) -> Result<Option<Report>, Setu
     } else {
         Action::Created
     };
-    let verb = if existed { "rebuilt" } else { "created" };
-    let detail = if existed {
-        format!(
-            "{verb} {} ({why}) with python {}, installed {} with {}",
-            env.venv.display(),
-            stamp.python_version,
-            display_name(&env.requirements),
-            stamp.installer
-        )
+    let verb = if existed {
+        format!("rebuilt {} ({why})", env.venv.display())
     } else {
-        format!(
-            "{verb} {} with python {}, installed {} with {}",
-            env.venv.display(),
-            stamp.python_version,
-            display_name(&env.requirements),
-            stamp.installer
-        )
+        format!("created {}", env.venv.display())
     };
+    let detail = format!(
+        "{verb} with python {}, installed {} with {}",
+        stamp.python_version,
+        display_name(&env.requirements),
+        stamp.installer
+    );
     Ok(Some(Report {
         worker: w.name.clone(),
         action,

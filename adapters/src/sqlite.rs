@@ -132,40 +132,7 @@ impl SqliteSource {
         let tx = conn
             .transaction_with_behavior(TransactionBehavior::Immediate)
             .map_err(db)?;
-        let version: i64 = tx
-            .pragma_query_value(None, "user_version", |r| r.get(0))
-            .map_err(db)?;
-        match version {
-            0 => {
-                tx.execute_batch(SCHEMA).map_err(db)?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .map_err(db)?;
-            }
-            1 => {
-                tracing::info!(path = %shown, "upgrading the sqlite schema from version 1 to {SCHEMA_VERSION}");
-                tx.execute_batch(MIGRATE_1_TO_2).map_err(db)?;
-                tx.execute_batch(SCHEMA).map_err(db)?;
-                tx.execute_batch(COPY_1_TO_2).map_err(db)?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .map_err(db)?;
-            }
-            2 | 3 => {
-                tracing::info!(path = %shown, "upgrading the sqlite schema from version {version} to {SCHEMA_VERSION} (run_at, priority, traceparent)");
-                if version == 2 {
-                    tx.execute_batch(due::MIGRATE_2_TO_3).map_err(db)?;
-                }
-                tx.execute_batch(MIGRATE_3_TO_4).map_err(db)?;
-                tx.execute_batch(SCHEMA).map_err(db)?;
-                tx.pragma_update(None, "user_version", SCHEMA_VERSION)
-                    .map_err(db)?;
-            }
-            SCHEMA_VERSION => {}
-            v => {
-                return Err(AdapterError::Backend(format!(
-                    "sqlite database {shown} has schema version {v}; this workerhost knows {SCHEMA_VERSION}"
-                )));
-            }
-        }
+        migrate(&tx, &shown)?;
         tx.commit().map_err(db)?;
         Ok(SqliteSource {
             conn: serial::Serial::new(conn),
@@ -243,6 +210,46 @@ impl SqliteSource {
             .await?;
         if changed == 0 { Err(lost()) } else { Ok(()) }
     }
+}
+
+/// Creates the schema in a new file, or upgrades an older one with its rows, in the open transaction.
+fn migrate(tx: &rusqlite::Transaction, shown: &str) -> Result<(), AdapterError> {
+    let db = |e| db_error(shown, e);
+    let version: i64 = tx
+        .pragma_query_value(None, "user_version", |r| r.get(0))
+        .map_err(db)?;
+    match version {
+        0 => {
+            tx.execute_batch(SCHEMA).map_err(db)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(db)?;
+        }
+        1 => {
+            tracing::info!(path = %shown, "upgrading the sqlite schema from version 1 to {SCHEMA_VERSION}");
+            tx.execute_batch(MIGRATE_1_TO_2).map_err(db)?;
+            tx.execute_batch(SCHEMA).map_err(db)?;
+            tx.execute_batch(COPY_1_TO_2).map_err(db)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(db)?;
+        }
+        2 | 3 => {
+            tracing::info!(path = %shown, "upgrading the sqlite schema from version {version} to {SCHEMA_VERSION} (run_at, priority, traceparent)");
+            if version == 2 {
+                tx.execute_batch(due::MIGRATE_2_TO_3).map_err(db)?;
+            }
+            tx.execute_batch(MIGRATE_3_TO_4).map_err(db)?;
+            tx.execute_batch(SCHEMA).map_err(db)?;
+            tx.pragma_update(None, "user_version", SCHEMA_VERSION)
+                .map_err(db)?;
+        }
+        SCHEMA_VERSION => {}
+        v => {
+            return Err(AdapterError::Backend(format!(
+                "sqlite database {shown} has schema version {v}; this workerhost knows {SCHEMA_VERSION}"
+            )));
+        }
+    }
+    Ok(())
 }
 
 /// Changes when another connection commits (never for this connection's own commits).

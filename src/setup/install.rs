@@ -4,6 +4,7 @@
 use super::stamp::{Stamp, requirements_key, sha256_file};
 use super::{STAMP_FILE, SetupError, TAIL_LINES};
 use crate::config::{Environment, WorkerConfig};
+use std::ffi::OsStr;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 
@@ -58,7 +59,7 @@ pub(super) async fn step(
     worker: &str,
     what: &str,
     program: &Path,
-    args: &[&std::ffi::OsStr],
+    args: &[&OsStr],
     cwd: Option<&Path>,
 ) -> Result<String, SetupError> {
     let mut cmd = tokio::process::Command::new(program);
@@ -170,7 +171,7 @@ pub(super) async fn build_inner(
         .map(Path::to_path_buf)
         .unwrap_or_else(|| PathBuf::from("/"));
     let cwd = w.project_path.clone().unwrap_or_else(|| project.clone());
-    let target: Vec<&std::ffi::OsStr> = if is_pyproject {
+    let target: Vec<&OsStr> = if is_pyproject {
         vec![project.as_os_str()]
     } else {
         vec!["-r".as_ref(), env.requirements.as_os_str()]
@@ -224,99 +225,43 @@ pub(super) struct Install<'a> {
 impl Install<'_> {
     /// `uv venv`, `uv pip install`, `uv pip check`; the installer's name and version.
     async fn with_uv(&self, uv: &Path) -> Result<String, SetupError> {
-        step(
-            self.worker,
-            "uv venv",
-            uv,
-            &[
-                "venv".as_ref(),
-                "--python".as_ref(),
-                self.python.as_os_str(),
-                self.dir.as_os_str(),
-            ],
-            Some(self.cwd),
-        )
-        .await?;
-        let mut args: Vec<&std::ffi::OsStr> = vec![
-            "pip".as_ref(),
-            "install".as_ref(),
-            "--python".as_ref(),
-            self.venv_python.as_os_str(),
-        ];
-        args.extend(self.target);
-        step(self.worker, "uv pip install", uv, &args, Some(self.cwd)).await?;
-        step(
-            self.worker,
-            "uv pip check",
-            uv,
-            &[
-                "pip".as_ref(),
-                "check".as_ref(),
-                "--python".as_ref(),
-                self.venv_python.as_os_str(),
-            ],
-            Some(self.cwd),
-        )
-        .await?;
-        let v = step(
-            self.worker,
-            "uv --version",
-            uv,
-            &["--version".as_ref()],
-            None,
-        )
-        .await?;
+        let (python, dir) = (self.python.as_os_str(), self.dir.as_os_str());
+        let venv_python = self.venv_python.as_os_str();
+        self.step("uv venv", uv, &argv(&["venv", "--python"], &[python, dir]))
+            .await?;
+        let mut install = vec![venv_python];
+        install.extend(self.target);
+        let install = argv(&["pip", "install", "--python"], &install);
+        self.step("uv pip install", uv, &install).await?;
+        let check = argv(&["pip", "check", "--python"], &[venv_python]);
+        self.step("uv pip check", uv, &check).await?;
+        let v = step(self.worker, "uv --version", uv, &argv(&["--version"], &[]), None).await?;
         Ok(first_words(&v))
     }
 
     /// `python -m venv`, `pip install`, `pip check`; the installer's name and version.
     async fn with_pip(&self) -> Result<String, SetupError> {
-        step(
-            self.worker,
-            "python -m venv",
-            self.python,
-            &["-m".as_ref(), "venv".as_ref(), self.dir.as_os_str()],
-            Some(self.cwd),
-        )
-        .await?;
-        let mut args: Vec<&std::ffi::OsStr> = vec![
-            "-m".as_ref(),
-            "pip".as_ref(),
-            "install".as_ref(),
-            "--disable-pip-version-check".as_ref(),
-        ];
-        args.extend(self.target);
-        step(
-            self.worker,
-            "pip install",
-            self.venv_python,
-            &args,
-            Some(self.cwd),
-        )
-        .await?;
-        step(
-            self.worker,
-            "pip check",
-            self.venv_python,
-            &[
-                "-m".as_ref(),
-                "pip".as_ref(),
-                "check".as_ref(),
-                "--disable-pip-version-check".as_ref(),
-            ],
-            Some(self.cwd),
-        )
-        .await?;
-        let v = step(
-            self.worker,
-            "pip --version",
-            self.venv_python,
-            &["-m".as_ref(), "pip".as_ref(), "--version".as_ref()],
-            None,
-        )
-        .await?;
+        let venv = argv(&["-m", "venv"], &[self.dir.as_os_str()]);
+        self.step("python -m venv", self.python, &venv).await?;
+        let pip_install = ["-m", "pip", "install", "--disable-pip-version-check"];
+        let install = argv(&pip_install, self.target);
+        self.step("pip install", self.venv_python, &install).await?;
+        let check = argv(&["-m", "pip", "check", "--disable-pip-version-check"], &[]);
+        self.step("pip check", self.venv_python, &check).await?;
+        let version = argv(&["-m", "pip", "--version"], &[]);
+        let v = step(self.worker, "pip --version", self.venv_python, &version, None).await?;
         Ok(first_words(&v))
     }
+
+    /// One step of this install, run in its `cwd`.
+    async fn step(&self, what: &str, program: &Path, args: &[&OsStr]) -> Result<String, SetupError> {
+        step(self.worker, what, program, args, Some(self.cwd)).await
+    }
+}
+
+/// `words` then `more`, as one argument list.
+fn argv<'a>(words: &[&'a str], more: &[&'a OsStr]) -> Vec<&'a OsStr> {
+    words.iter().map(|w| OsStr::new(*w)).chain(more.iter().copied()).collect()
 }
 
 /// `pip 23.2.1 from /x (python 3.11)` → `pip 23.2.1`.

@@ -44,7 +44,12 @@ impl RedisSource {
             // Its type is paused: the entry waits in `<stream>:parked` until `resume`.
             return self.parked_status(id, parked).await;
         }
-        let Some(fields) = self.entry(&self.s.keys.stream, &entry).await? else {
+        self.in_stream(id, &entry).await
+    }
+
+    /// A task whose entry `entry` is in the stream: running while some host holds it, else queued.
+    async fn in_stream(&self, id: &str, entry: &str) -> Result<Option<TaskStatus>, AdapterError> {
+        let Some(fields) = self.entry(&self.s.keys.stream, entry).await? else {
             return Ok(None);
         };
         let fields = Some(fields);
@@ -52,8 +57,8 @@ impl RedisSource {
         pending
             .arg(&self.s.keys.stream)
             .arg(&self.s.group)
-            .arg(&entry)
-            .arg(&entry)
+            .arg(entry)
+            .arg(entry)
             .arg(1);
         let pel = match self.query(&pending).await {
             Ok(v) => parse::items(v).into_iter().next().map(parse::items),
@@ -66,7 +71,7 @@ impl RedisSource {
             .and_then(text)
             .and_then(|n| n.parse().ok())
             .unwrap_or(0);
-        let d = parse::delivery(&entry, fields, count);
+        let d = parse::delivery(entry, fields, count);
         Ok(Some(TaskStatus {
             id: id.to_string(),
             task_type: d

@@ -32,6 +32,23 @@ fn raw_error(dir: &TempDir, id: &str) -> String {
         .expect("error column")
 }
 
+/// Writes a file of an older schema (`sql` sets its `user_version`), opens it and checks that it was
+/// migrated to [`SCHEMA_VERSION`].
+fn open_old_version(dir: &TempDir, sql: &str) -> SqliteSource {
+    let path = db_path(dir);
+    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
+    Connection::open(&path)
+        .expect("old file")
+        .execute_batch(sql)
+        .expect("old schema");
+    let s = open(dir, "h1", 60_000);
+    let v: i64 = raw_conn(dir)
+        .query_row("PRAGMA user_version", [], |r| r.get(0))
+        .expect("version");
+    assert_eq!(v, SCHEMA_VERSION);
+    s
+}
+
 fn env(id: &str, ty: &str) -> Envelope {
     let params = json!({ "n": id }).as_object().cloned().unwrap_or_default();
     Envelope::new(id, ty, params)

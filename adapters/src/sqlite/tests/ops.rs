@@ -223,10 +223,8 @@ fn the_depth_query_uses_the_indexes() {
 #[tokio::test]
 async fn a_version_1_file_is_migrated_with_its_rows() {
     let dir = TempDir::new().expect("tempdir");
-    let path = db_path(&dir);
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    let c = Connection::open(&path).expect("v1");
-    c.execute_batch(
+    let s = open_old_version(
+        &dir,
         "CREATE TABLE tasks (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, type TEXT NOT NULL,
            params TEXT NOT NULL DEFAULT '{}', correlation_id TEXT, status TEXT NOT NULL DEFAULT 'queued'
            CHECK (status IN ('queued', 'running', 'succeeded', 'dead')), deliveries INTEGER NOT NULL DEFAULT 0,
@@ -236,14 +234,7 @@ async fn a_version_1_file_is_migrated_with_its_rows() {
          INSERT INTO tasks (id, type, params, status, enqueued_at) VALUES ('old1', 'T', '{\"n\": \"old1\"}', 'queued', 1);
          INSERT INTO tasks (id, type, params, status, deliveries, error, finished_at) VALUES ('old2', 'T', '{}', 'dead', 4, 'x', 2);
          PRAGMA user_version = 1;",
-    )
-    .expect("v1 schema");
-    drop(c);
-    let s = open(&dir, "h1", 60_000);
-    let v: i64 = raw_conn(&dir)
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .expect("version");
-    assert_eq!(v, SCHEMA_VERSION);
+    );
     assert_eq!(
         s.dead_list(&DeadFilter::default()).await.expect("dead")[0].id,
         "old2"

@@ -150,10 +150,8 @@ async fn a_requeued_retry_frees_the_lease_keeps_its_attempts_and_is_no_delivery(
 #[tokio::test]
 async fn a_version_2_file_gains_the_time_columns_with_its_rows() {
     let dir = TempDir::new().expect("tempdir");
-    let path = db_path(&dir);
-    std::fs::create_dir_all(path.parent().expect("parent")).expect("mkdir");
-    let c = Connection::open(&path).expect("v2");
-    c.execute_batch(
+    let s = open_old_version(
+        &dir,
         "CREATE TABLE tasks (seq INTEGER PRIMARY KEY AUTOINCREMENT, id TEXT UNIQUE NOT NULL, type TEXT NOT NULL,
            params TEXT NOT NULL DEFAULT '{}', correlation_id TEXT, status TEXT NOT NULL DEFAULT 'queued'
            CHECK (status IN ('queued', 'scheduled', 'running', 'succeeded', 'dead', 'cancelled')),
@@ -165,14 +163,7 @@ async fn a_version_2_file_gains_the_time_columns_with_its_rows() {
          CREATE TABLE paused_types (type TEXT PRIMARY KEY, paused_at INTEGER NOT NULL);
          INSERT INTO tasks (id, type, params, status, enqueued_at) VALUES ('old', 'T', '{}', 'queued', 1);
          PRAGMA user_version = 2;",
-    )
-    .expect("v2 schema");
-    drop(c);
-    let s = open(&dir, "h1", 60_000);
-    let v: i64 = raw_conn(&dir)
-        .query_row("PRAGMA user_version", [], |r| r.get(0))
-        .expect("version");
-    assert_eq!(v, SCHEMA_VERSION);
+    );
     s.submit(&Envelope {
         priority: 3,
         ..env("new", "T")
