@@ -9,29 +9,45 @@ use tokio_postgres::Row;
 /// How often a claim first looks for rows whose lease expired (their host died).
 pub const RESCUE_EVERY: Duration = Duration::from_secs(1);
 
-/// `$1` the slots as JSON (`[{"types": [...], "max": n}, ...]`), `$2` the overall limit, `$3` this
-/// host's id, `$4` the lease in ms. Each slot takes up to its `max` of the due rows of its types that
-/// are not paused, highest priority then oldest, skipping rows other hosts are claiming right now.
+/// `$1` task types, `$2` the slot of each, `$3` the slot's `max` beside each; `$4` the overall limit,
+/// `$5` this host's id, `$6` the lease in ms. Each slot takes up to its `max` of the due rows of its types
+/// that are not paused, highest priority then oldest, skipping rows other hosts are claiming right now.
+///
+/// Shaped for the planner, measured with 20,000 queued rows (0.5 ms a claim instead of 10):
+/// - one ordered scan of `tasks_due` per type (`type = ty.type`, its `LIMIT` the slot's `max`), then the
+///   slot's best `max` of those; a single `type = ANY(types)` scan cannot come out ordered, so it sorted
+///   every queued row on every claim. The rows a slot of several types locked but did not take are
+///   free again at the statement's commit (other hosts skipped them meanwhile).
+/// - flat arrays, not a JSON document of slots: their row estimates keep the plan's cost far below
+///   `jit_above_cost` (a JIT compile took 400 ms a claim), in custom and generic plans alike;
+/// - the rows updated are found by `id = ANY(ARRAY(...))`: an index scan of the primary key even in the
+///   generic plan, which hash-joined the whole table otherwise.
 pub const CLAIM: &str = "
-WITH slots AS (
-    SELECT (s->>'max')::int AS max,
-           ARRAY(SELECT jsonb_array_elements_text(s->'types')
-                 EXCEPT SELECT type FROM {s}.paused_types) AS types
-    FROM jsonb_array_elements($1::jsonb) AS s
-), picked AS (
-    SELECT p.id FROM slots CROSS JOIN LATERAL (
-        SELECT t.id FROM {s}.tasks t
-        WHERE t.status IN ('queued', 'scheduled') AND t.run_at <= now() AND t.type = ANY (slots.types)
+WITH candidates AS (
+    SELECT ty.slot, ty.max, c.id, c.priority, c.run_at, c.seq
+    FROM unnest($1::text[], $2::int[], $3::int[]) AS ty(type, slot, max)
+    CROSS JOIN LATERAL (
+        SELECT t.id, t.priority, t.run_at, t.seq FROM {s}.tasks t
+        WHERE t.status IN ('queued', 'scheduled') AND t.run_at <= now() AND t.type = ty.type
+          AND NOT EXISTS (SELECT 1 FROM {s}.paused_types p WHERE p.type = ty.type)
         ORDER BY t.priority DESC, t.run_at, t.seq
-        LIMIT slots.max
+        LIMIT ty.max
         FOR UPDATE SKIP LOCKED
-    ) p
-    LIMIT $2
+    ) c
+), picked AS (
+    SELECT r.id FROM (
+        SELECT id, slot, max,
+               row_number() OVER (PARTITION BY slot ORDER BY priority DESC, run_at, seq) AS rank
+        FROM candidates
+    ) r
+    WHERE r.rank <= r.max
+    ORDER BY r.slot, r.rank
+    LIMIT $4
 )
 UPDATE {s}.tasks t
-SET status = 'running', lease_owner = $3, lease_until = now() + $4::bigint * interval '1 millisecond',
+SET status = 'running', lease_owner = $5, lease_until = now() + $6::bigint * interval '1 millisecond',
     deliveries = t.deliveries + 1, lease_token = t.lease_token + 1
-FROM picked WHERE t.id = picked.id
+WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
 RETURNING t.id, t.type, t.params, t.correlation_id, t.deliveries, t.lease_token, t.priority, t.attempts,
           t.error, t.traceparent";
 
@@ -94,23 +110,27 @@ impl Rescue {
 
 pub async fn claim(s: &Shared, req: &ClaimRequest) -> Result<Vec<Delivery>, AdapterError> {
     let limit = req.total();
-    let slots: Vec<Value> = req
-        .slots
-        .iter()
-        .filter(|sl| sl.max > 0 && !sl.types.is_empty())
-        .map(|sl| json!({"types": sl.types, "max": sl.max.min(limit)}))
-        .collect();
-    if slots.is_empty() || limit == 0 {
+    let (mut types, mut slots, mut maxes) = (Vec::new(), Vec::new(), Vec::new());
+    for (n, sl) in req.slots.iter().enumerate().filter(|(_, sl)| sl.max > 0) {
+        let max = i32::try_from(sl.max.min(limit)).unwrap_or(i32::MAX);
+        let slot = i32::try_from(n).unwrap_or(i32::MAX);
+        for t in &sl.types {
+            types.push(t.as_str());
+            slots.push(slot);
+            maxes.push(max);
+        }
+    }
+    if types.is_empty() || limit == 0 {
         return Ok(Vec::new());
     }
-    let slots = Value::Array(slots);
     let limit = i64::try_from(limit).unwrap_or(i64::MAX);
     let lease_ms = i64::try_from(s.cfg.lease.as_millis()).unwrap_or(i64::MAX / 4);
     let c = s.client().await?;
     let rows = s
         .timed(async {
             let st = c.prepare_cached(&s.sql.claim).await?;
-            c.query(&st, &[&slots, &limit, &s.host_id, &lease_ms]).await
+            c.query(&st, &[&types, &slots, &maxes, &limit, &s.host_id, &lease_ms])
+                .await
         })
         .await?;
     rows.iter().map(|r| delivery(s, r)).collect()
