@@ -187,6 +187,8 @@ fn execute(scratch: &Scratch, repo: &Path, script: &str) -> Verdict {
         .env("WORKERHOST_DOCS_REPO", repo)
         .env("WORKERHOST_DOCS_CARGO", cargo)
         .env("CARGO_INSTALL_ROOT", scratch.dir.path().join("cargo-home"))
+        // The demo reuses the suite's full release build (its quick build would replace those binaries).
+        .env("WORKERHOST_DEMO_BUILD", "release")
         .env_remove("WORKERHOST_CONFIG")
         .env_remove("RUST_LOG")
         .stdin(Stdio::null())
