@@ -21,20 +21,35 @@ def _env(extra):
     return env
 
 
+def _killpg(p, sig):
+    try:
+        os.killpg(p.pid, sig)
+    except ProcessLookupError:  # the whole group has exited already
+        pass
+
+
 def _run_consumer(argv, env, counter, n, log_path, broker_pid):
     meter = Meter(broker_pid)
     with open(log_path, "wb") as logf:
         started = time.monotonic()
         p = subprocess.Popen(argv, env=env, cwd=PEERS, stdout=logf, stderr=subprocess.STDOUT, start_new_session=True)
+
+        def done():
+            # A consumer that died (it cannot start here, a wrong option) fails the run at once instead
+            # of after the drain's timeout.
+            if p.poll() is not None:
+                name = " ".join(os.path.basename(a) for a in argv[:2])
+                raise RuntimeError(f"{name} exited ({p.returncode}) with {counter()} of {n} done: see {log_path}")
+            return counter()
         try:
-            t = drain(counter, n, started, 600, interval=0.02)
+            t = drain(done, n, started, 600, interval=0.02)
             m = meter.read()
         finally:
-            os.killpg(p.pid, 15)
+            _killpg(p, 15)
             try:
                 p.wait(timeout=20)
             except subprocess.TimeoutExpired:
-                os.killpg(p.pid, 9)
+                _killpg(p, 9)
                 p.wait(timeout=10)
     t.pop("end", None)
     return {**t, "machine_cpu_ms_per_task": round(m["machine_ms"] / n, 4),
