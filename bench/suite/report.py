@@ -339,7 +339,8 @@ METHOD = """## How it is measured
   **overhead ms/task** = 1000/rate(host) - 1000/rate(floor): the machine time each task costs more than the floor.
 - **host CPU** is the host's own user + system time from its stop line (`workerhost stopped cpu_user_ms=..
   cpu_sys_ms=..`: getrusage of the host process, never its workers); **workers CPU** its reaped and live child
-  processes; **broker CPU** the Redis or RabbitMQ server process; **machine CPU** everything on the machine
+  processes; **broker CPU** the Redis or RabbitMQ server process, or PostgreSQL's server with its backend
+  processes (one per connection); **machine CPU** everything on the machine
   (/proc/stat), which includes the benchmark's own client and anything else running meanwhile.
 - **Latency**: one task at a time, 10 ms apart (the host is idle, waiting in its claim), timed from just before
   the submit (sqlite `INSERT` committed with `synchronous = NORMAL` as `workerhost submit` does, `XADD`,
