@@ -1,15 +1,30 @@
 """Section 6: the in-process Python queues users pick instead, on the same brokers in the same run.
 Each drains pre-enqueued no-op jobs whose results are stored (Huey: its Redis result hash; Celery: the
-Redis result backend), timed like workerhost: steady rate from 10% to 100% of the results."""
+Redis result backend; PgQueuer: its per-job status log in PostgreSQL), timed like workerhost: steady rate
+from 10% to 100% of the results.
+
+The PostgreSQL peer is PgQueuer (issue 13 names PgQueuer or procrastinate; both install cleanly from PyPI
+here and both keep each job's outcome in the database). PgQueuer because it is the faster of the two, so
+workerhost's ">= 2x" is measured against the stronger PostgreSQL queue: in a trial on this machine's
+PostgreSQL (5,000 no-op jobs, async concurrency 16, a cargo build running beside it) PgQueuer 1.6.0 drained
+about 1,000-1,700 jobs/s and procrastinate 3.10.0 about 100-130 (a fetch and a finish function call per
+job, one job at a time). What each keeps: procrastinate the job's row, status 'succeeded'; PgQueuer a row
+per job in its log table, status 'successful' (the queue row is deleted); neither stores a return value
+(bench/peers/pgqueuer_app.py). PgQueuer runs as one process with async concurrency 16
+(`max_concurrent_tasks` 16, `batch_size` 8, the largest batch it allows with 16): in the same trial two
+processes were slower (concurrency 16 each: about 1,100-1,250 jobs/s; 8 each: about 600)."""
+import asyncio
 import importlib
 import os
 import subprocess
 import sys
 import time
+import urllib.parse
 
+import psycopg
 import redis
 
-from brokers import AMQP_URL, REDIS_URL, amqp_connect
+from brokers import AMQP_URL, PG_URL, REDIS_URL, _loopback, amqp_connect
 from common import OUT, RUN_ID, Meter, ROOT, drain, listener_pid, log
 
 PEERS = os.path.join(ROOT, "bench", "peers")
@@ -114,11 +129,41 @@ def celery_run(n, broker, concurrency):
     return {"peer": f"Celery (prefork, {concurrency} processes)", "broker": broker, **res}
 
 
+def pgqueuer_run(n, concurrency, batch):
+    """PgQueuer in a schema of its own (created by PgQueuer's install, dropped afterwards, whatever
+    happened) with a NOTIFY channel of its own; finished jobs counted from its log table."""
+    schema = f"bench_{RUN_ID}_pgqueuer".lower()
+    url = _loopback(PG_URL)
+    extra = {"PGQUEUER_SCHEMA": schema, "PGQUEUER_CHANNEL": f"{schema}_ch", "BENCH_PG_URL": url}
+    env = _env(extra)
+    os.environ.update(extra)
+    sys.path.insert(0, PEERS)
+    c = psycopg.connect(url, autocommit=True)
+    try:
+        app = importlib.reload(importlib.import_module("pgqueuer_app"))
+        asyncio.run(app.install_and_enqueue(n))
+        log_table = f"{schema}.pgqueuer_log"
+        q = f"SELECT count(*) FROM {log_table} WHERE status IN ('successful', 'exception')"
+
+        def counter():
+            return c.execute(q).fetchone()[0]
+        argv = [sys.executable, os.path.join(PEERS, "pgqueuer_app.py"), str(concurrency), str(batch)]
+        res = _run_consumer(argv, env, counter, n, os.path.join(OUT, "peer-pgqueuer.log"),
+                            listener_pid(urllib.parse.urlparse(url).port or 5432))
+        res["failed"] = c.execute(f"SELECT count(*) FROM {log_table} WHERE status = 'exception'").fetchone()[0]
+    finally:
+        c.execute(f"DROP SCHEMA IF EXISTS {schema} CASCADE")
+        c.close()
+    return {"peer": f"PgQueuer (async, concurrency {concurrency})", "broker": "postgres", **res}
+
+
 def peers_section(folder, quick):
     n = 1000 if quick else 5000
     out = []
-    for run in (lambda: huey_run(n, 2, "thread"), lambda: huey_run(n, 2, "process"),
-                lambda: celery_run(n, "redis", 2), lambda: celery_run(n, "amqp", 2)):
+    runs = [("redis", lambda: huey_run(n, 2, "thread")), ("redis", lambda: huey_run(n, 2, "process")),
+            ("redis", lambda: celery_run(n, "redis", 2)), ("amqp", lambda: celery_run(n, "amqp", 2)),
+            ("postgres", lambda: pgqueuer_run(n, 16, 8))]
+    for _, run in runs:
         try:
             r = run()
         except Exception as e:  # a peer that cannot run here is reported, not fatal

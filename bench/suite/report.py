@@ -350,6 +350,9 @@ METHOD = """## How it is measured
 - Each section starts once the machine has been quiet for a second (under 20% busy; at most 90 s of waiting),
   but the machine is shared: the notes under the tables give the other load measured during the runs.
 - **Peers** run from a bench-only venv (`bench/requirements.txt`, installed into `bench/out/venv`, never a
-  project dependency) on the same Redis and RabbitMQ: Huey (`huey_consumer -w 2`, threads and processes) and
-  Celery (prefork, 2 processes, results in Redis); their jobs return a value so that a result is stored, as
-  workerhost stores one. The ratio compares workerhost's best pool-mode rate on the same broker."""
+  project dependency) on the same Redis, RabbitMQ and PostgreSQL: Huey (`huey_consumer -w 2`, threads and
+  processes) and Celery (prefork, 2 processes, results in Redis); their jobs return a value so that a result is
+  stored, as workerhost stores one. PgQueuer (one process, async concurrency 16, in a schema of its own dropped
+  afterwards) has no store for return values: what it keeps is a row per finished job in its log table, status
+  `successful`, and those rows are what is counted. The ratio compares workerhost's best pool-mode rate on the
+  same broker."""
