@@ -25,7 +25,7 @@ import psycopg
 import redis
 
 from brokers import AMQP_URL, PG_URL, REDIS_URL, _loopback, amqp_connect
-from common import OUT, RUN_ID, Meter, ROOT, drain, listener_pid, log
+from common import ADAPTERS, OUT, RUN_ID, Meter, ROOT, drain, listener_pid, log
 
 PEERS = os.path.join(ROOT, "bench", "peers")
 VENV_BIN = os.path.dirname(sys.executable)
@@ -163,7 +163,9 @@ def peers_section(folder, quick):
     runs = [("redis", lambda: huey_run(n, 2, "thread")), ("redis", lambda: huey_run(n, 2, "process")),
             ("redis", lambda: celery_run(n, "redis", 2)), ("amqp", lambda: celery_run(n, "amqp", 2)),
             ("postgres", lambda: pgqueuer_run(n, 16, 8))]
-    for _, run in runs:
+    for broker, run in runs:
+        if broker not in ADAPTERS:  # --adapters leaves it out
+            continue
         try:
             r = run()
         except Exception as e:  # a peer that cannot run here is reported, not fatal
