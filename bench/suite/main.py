@@ -11,9 +11,10 @@ import time
 
 sys.path.insert(0, os.path.dirname(__file__))
 
+import psycopg  # noqa: E402
 import redis  # noqa: E402
 
-from brokers import REDIS_URL, amqp_connect  # noqa: E402
+from brokers import PG_URL, REDIS_URL, amqp_connect  # noqa: E402
 import common  # noqa: E402
 from common import OUT, ROOT, RUN_ID, WORKER_PY, log, loadavg, machine_busy_ms, wait_quiet  # noqa: E402
 from depth import depth_section  # noqa: E402
@@ -52,13 +53,18 @@ def machine():
     c = amqp_connect()
     rabbit = c.server_properties.get("version")
     c.close()
+    try:
+        with psycopg.connect(PG_URL, connect_timeout=5) as pg:
+            postgres = pg.execute("SHOW server_version").fetchone()[0]
+    except psycopg.Error:
+        postgres = None
     dirty = " (with uncommitted changes)" if sh("git", "status", "--porcelain", "--untracked-files=no") else ""
     return {
         "date": datetime.datetime.now(datetime.timezone.utc).strftime("%Y-%m-%d %H:%M UTC"),
         "cpu": cpu, "cores": os.cpu_count(), "memory_gb": round(os.sysconf("SC_PHYS_PAGES") * os.sysconf("SC_PAGE_SIZE") / 2**30),
         "kernel": platform.release(), "rustc": sh("rustc", "--version"),
         "python": sh(WORKER_PY, "--version"), "redis": redis_version,
-        "rabbitmq": rabbit.decode() if isinstance(rabbit, bytes) else rabbit,
+        "rabbitmq": rabbit.decode() if isinstance(rabbit, bytes) else rabbit, "postgres": postgres,
         "commit": sh("git", "rev-parse", "--short", "HEAD") + dirty,
     }
 

@@ -298,7 +298,8 @@ def header(res):
     lo = min((min(v["before"][0], v["after"][0]) for v in loads), default=0)
     hi = max((max(v["before"][0], v["after"][0]) for v in loads), default=0)
     return (f"{m['date']}, commit {m['commit']}: {m['cpu']}, {m['cores']} cores, {m['memory_gb']} GiB, Linux "
-            f"{m['kernel']}; {m['rustc']}; {m['python']}; Redis {m['redis']}; RabbitMQ {m['rabbitmq']}. Whole run "
+            f"{m['kernel']}; {m['rustc']}; {m['python']}; Redis {m['redis']}; RabbitMQ {m['rabbitmq']}"
+            f"{'; PostgreSQL ' + m['postgres'] if m.get('postgres') else ''}. Whole run "
             f"{res['elapsed_s'] / 60:.1f} min; the machine was {res['machine_busy_pct']}% busy on average over it; "
             f"1-minute load average between {lo:.2f} and {hi:.2f} at section boundaries (it counts the benchmark's "
             f"own worker processes; the load from anything else, measured during the runs, is under each table).")
