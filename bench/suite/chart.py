@@ -5,12 +5,14 @@ from xml.sax.saxutils import escape
 
 W = 960
 COLORS = {"sqlite": "#7b8794", "redis": "#d64545", "amqp": "#f0a202", "postgres": "#336791", "floor": "#3e4c59"}
+NAMES = {"sqlite": "sqlite", "redis": "Redis", "amqp": "RabbitMQ", "postgres": "PostgreSQL"}
 FONT = 'font-family="DejaVu Sans, Arial, sans-serif"'
 
 
-def text(x, y, s, size=12, anchor="start", weight="normal", fill="#1f2933"):
+def text(x, y, s, size=12, anchor="start", weight="normal", fill="#1f2933", halo=False):
+    h = ' stroke="#ffffff" stroke-width="3" paint-order="stroke"' if halo else ""
     return (f'<text x="{x:.1f}" y="{y:.1f}" font-size="{size}" text-anchor="{anchor}" font-weight="{weight}" '
-            f'fill="{fill}" {FONT}>{escape(str(s))}</text>')
+            f'fill="{fill}"{h} {FONT}>{escape(str(s))}</text>')
 
 
 def rect(x, y, w, h, fill):
@@ -50,11 +52,18 @@ def bars(top, title, groups, ymax, fmt, refs=(), unit=""):
             x = x0 + j * bw
             out += [rect(x + 2, base - bh, bw - 4, bh, color), text(x + bw / 2, base - bh - 4, fmt(v), 9, "middle")]
         out.append(text(left + i * gw + gw / 2, base + 16, glabel, 11, "middle"))
-    for v, label, color in refs:
-        if v is None or v > ymax:
-            continue
+    # Labels of lines close together alternate ends; where both ends are taken, a label moves up a line.
+    last, labels = {"end": None, "start": None}, []
+    for v, label, color in sorted((r for r in refs if r[0] is not None and r[0] <= ymax), key=lambda r: r[0]):
         y = base - h * v / ymax
-        out += [line(left, y, right, y, color, "6 4", 1.5), text(right, y - 4, label, 10, "end", fill=color)]
+        ly = y - 4
+        room = {a: (1e9 if last[a] is None else last[a] - ly) for a in last}
+        anchor = "end" if room["end"] >= 11 or room["end"] >= room["start"] else "start"
+        ly = min(ly, last[anchor] - 11) if last[anchor] is not None else ly
+        last[anchor] = ly
+        out.append(line(left, y, right, y, color, "6 4", 1.5))
+        labels.append(text(right if anchor == "end" else left + 4, ly, label, 10, anchor, fill=color, halo=True))
+    out += labels
     out.append(line(left, base, right, base, "#52606d"))
     if unit:
         out.append(text(left - 6, top + 24, unit, 10, "end"))
@@ -69,27 +78,24 @@ def spawn_panel(top, s):
         groups.append((f"{w['label']} (floor {w['floor']['per_s']:,.0f} tasks/s)", series))
     out = bars(top, "1. Spawn mode: tasks/s as % of the direct-spawn floor (same worker, same parallelism)",
                groups, 110, lambda v: f"{v:.0f}%", [(95, "target 95%", "#2f8132")])
-    return out + legend(W - 420, top + 16, [("floor", COLORS["floor"]), ("sqlite", COLORS["sqlite"]),
-                                             ("Redis", COLORS["redis"]), ("RabbitMQ", COLORS["amqp"])])
+    kinds = [k for k in NAMES if any(r["adapter"] == k for w in s for r in w["runs"])]
+    return out + legend(70, top + 274, [("floor", COLORS["floor"])] + [(NAMES[k], COLORS[k]) for k in kinds])
 
 
 def pool_panel(top, s, peers):
     cs = sorted({r["concurrency"] for r in s})
     by = {(r["adapter"], r["concurrency"]): r["per_s"] for r in s}
-    groups = [(f"concurrency {c}", [(k, by.get((k, c)), COLORS[k]) for k in ("sqlite", "redis", "amqp")
-                                          if (k, c) in by]) for c in cs]
+    groups = [(f"concurrency {c}", [(k, by.get((k, c)), COLORS[k]) for k in NAMES if (k, c) in by]) for c in cs]
     refs = [(5000, "target 5,000/s", "#2f8132")]
     for p in peers:
         name = p["peer"].split(" (")[0] + (" threads" if "thread" in p["peer"] else "")
-        broker = "Redis" if p["broker"] == "redis" else "RabbitMQ"
-        refs.append((p["per_s"], f"{name} on {broker}: {p['per_s']:,.0f}/s", "#616e7c"))
+        refs.append((p["per_s"], f"{name} on {NAMES.get(p['broker'], p['broker'])}: {p['per_s']:,.0f}/s", "#616e7c"))
     top_v = max([v for v in by.values()] + [r[0] for r in refs] + [1])
     ymax = 10 ** math.floor(math.log10(top_v)) * math.ceil(top_v * 1.15 / 10 ** math.floor(math.log10(top_v)))
     out = bars(top, "2. Pool mode: no-op Python worker, results stored (tasks/s); dashed: target and peers",
                groups, ymax, lambda v: f"{v:,.0f}", refs)
-    kinds = [(n, COLORS[k]) for k, n in (("sqlite", "sqlite"), ("redis", "Redis"), ("amqp", "RabbitMQ"))
-             if any(r["adapter"] == k for r in s)]
-    return out + legend(W - 260, top + 16, kinds)
+    kinds = [(n, COLORS[k]) for k, n in NAMES.items() if any(r["adapter"] == k for r in s)]
+    return out + legend(70, top + 274, kinds)
 
 
 def latency_panel(top, lat):
@@ -106,7 +112,10 @@ def latency_panel(top, lat):
         out += [line(xs(v), y0 - 4, xs(v), y0 + rh * len(rows), "#e4e7eb"),
                 text(xs(v), y0 + rh * len(rows) + 14, f"{v:g} ms", 10, "middle")]
     out.append(line(xs(1.5), y0 - 4, xs(1.5), y0 + rh * len(rows), "#2f8132", "6 4", 1.5))
-    out.append(text(xs(1.5) + 4, y0 - 6, "pool target 1.5 ms", 10, fill="#2f8132"))
+    out.append(text(xs(1.5) - 4, y0 - 6, "pool target 1.5 ms", 10, "end", fill="#2f8132"))
+    if any(r["adapter"] == "postgres" and r["mode"] == "pool" for r in lat["runs"]):
+        out.append(line(xs(2.0), y0 - 4, xs(2.0), y0 + rh * len(rows), COLORS["postgres"], "6 4", 1.5))
+        out.append(text(xs(2.0) + 4, y0 - 6, "PostgreSQL pool target 2 ms", 10, fill=COLORS["postgres"]))
     for i, (label, r, color) in enumerate(rows):
         y = y0 + i * rh
         med, p95 = r.get("median_ms"), r.get("p95_ms")
