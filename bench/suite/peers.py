@@ -5,13 +5,13 @@ from 10% to 100% of the results.
 
 The PostgreSQL peer is PgQueuer (issue 13 names PgQueuer or procrastinate; both install cleanly from PyPI
 here and both keep each job's outcome in the database). PgQueuer because it is the faster of the two, so
-workerhost's ">= 2x" is measured against the stronger PostgreSQL queue: in a trial on this machine's
-PostgreSQL (5,000 no-op jobs, async concurrency 16, a cargo build running beside it) PgQueuer 1.6.0 drained
-about 1,000-1,700 jobs/s and procrastinate 3.10.0 about 100-130 (a fetch and a finish function call per
+workerhost's ">= 2x" is measured against the stronger PostgreSQL queue: in trials on this machine's
+PostgreSQL (5,000 no-op jobs, async concurrency 16, cargo builds running beside them) PgQueuer 1.6.0 drained
+about 1,000-2,400 jobs/s and procrastinate 3.10.0 about 100-140 (a fetch and a finish function call per
 job, one job at a time). What each keeps: procrastinate the job's row, status 'succeeded'; PgQueuer a row
 per job in its log table, status 'successful' (the queue row is deleted); neither stores a return value
 (bench/peers/pgqueuer_app.py). PgQueuer runs as one process with async concurrency 16
-(`max_concurrent_tasks` 16, `batch_size` 8, the largest batch it allows with 16): in the same trial two
+(`max_concurrent_tasks` 16, `batch_size` 8, the largest batch it allows with 16): in the same trials two
 processes were slower (concurrency 16 each: about 1,100-1,250 jobs/s; 8 each: about 600)."""
 import asyncio
 import importlib
