@@ -46,7 +46,8 @@ impl<'de> Deserialize<'de> for Seconds {
 
 /// Text, also when written as a number (`stream: 42`, or a `${VAR}` that expanded to digits). Its JSON
 /// Schema says the same: a string or a number. Reads as a `&str` ([`Deref`]).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Hash, PartialOrd, Ord, serde::Serialize)]
+#[serde(transparent)]
 pub struct Text(pub String);
 
 impl Text {
@@ -59,6 +60,18 @@ impl Deref for Text {
     type Target = str;
     fn deref(&self) -> &str {
         &self.0
+    }
+}
+
+impl PartialEq<str> for Text {
+    fn eq(&self, other: &str) -> bool {
+        self.0 == other
+    }
+}
+
+impl PartialEq<&str> for Text {
+    fn eq(&self, other: &&str) -> bool {
+        self.0 == *other
     }
 }
 
