@@ -235,7 +235,14 @@ impl Install<'_> {
         self.step("uv pip install", uv, &install).await?;
         let check = argv(&["pip", "check", "--python"], &[venv_python]);
         self.step("uv pip check", uv, &check).await?;
-        let v = step(self.worker, "uv --version", uv, &argv(&["--version"], &[]), None).await?;
+        let v = step(
+            self.worker,
+            "uv --version",
+            uv,
+            &argv(&["--version"], &[]),
+            None,
+        )
+        .await?;
         Ok(first_words(&v))
     }
 
@@ -249,19 +256,35 @@ impl Install<'_> {
         let check = argv(&["-m", "pip", "check", "--disable-pip-version-check"], &[]);
         self.step("pip check", self.venv_python, &check).await?;
         let version = argv(&["-m", "pip", "--version"], &[]);
-        let v = step(self.worker, "pip --version", self.venv_python, &version, None).await?;
+        let v = step(
+            self.worker,
+            "pip --version",
+            self.venv_python,
+            &version,
+            None,
+        )
+        .await?;
         Ok(first_words(&v))
     }
 
     /// One step of this install, run in its `cwd`.
-    async fn step(&self, what: &str, program: &Path, args: &[&OsStr]) -> Result<String, SetupError> {
+    async fn step(
+        &self,
+        what: &str,
+        program: &Path,
+        args: &[&OsStr],
+    ) -> Result<String, SetupError> {
         step(self.worker, what, program, args, Some(self.cwd)).await
     }
 }
 
 /// `words` then `more`, as one argument list.
 fn argv<'a>(words: &[&'a str], more: &[&'a OsStr]) -> Vec<&'a OsStr> {
-    words.iter().map(|w| OsStr::new(*w)).chain(more.iter().copied()).collect()
+    words
+        .iter()
+        .map(|w| OsStr::new(*w))
+        .chain(more.iter().copied())
+        .collect()
 }
 
 /// `pip 23.2.1 from /x (python 3.11)` → `pip 23.2.1`.

@@ -129,8 +129,11 @@ pub async fn claim(s: &Shared, req: &ClaimRequest) -> Result<Vec<Delivery>, Adap
     let rows = s
         .timed(async {
             let st = c.prepare_cached(&s.sql.claim).await?;
-            c.query(&st, &[&types, &slots, &maxes, &limit, &s.host_id, &lease_ms])
-                .await
+            c.query(
+                &st,
+                &[&types, &slots, &maxes, &limit, &s.host_id, &lease_ms],
+            )
+            .await
         })
         .await?;
     rows.iter().map(|r| delivery(s, r)).collect()
