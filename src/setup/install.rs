@@ -124,20 +124,7 @@ pub(super) async fn build(
     version: &str,
     dir: &Path,
 ) -> Result<Stamp, SetupError> {
-    let result = build_inner(w, env, python, version, dir).await;
-    if result.is_err() {
-        let _ = std::fs::remove_dir_all(dir);
-    }
-    result
-}
-
-pub(super) async fn build_inner(
-    w: &WorkerConfig,
-    env: &Environment,
-    python: &Path,
-    version: &str,
-    dir: &Path,
-) -> Result<Stamp, SetupError> {
+    let half_made = RemoveUnlessKept(Some(dir));
     let name = w.name.as_str();
     // Hashed before installing: a file edited during the install is drifted afterwards, not stamped.
     let sha = sha256_file(&env.requirements).map_err(|e| SetupError {
@@ -208,7 +195,26 @@ pub(super) async fn build_inner(
         message: format!("cannot write {}: {e}", dir.join(STAMP_FILE).display()),
         tail: Vec::new(),
     })?;
+    half_made.keep();
     Ok(stamp)
+}
+
+/// Removes a venv folder when dropped (an install that failed, or whose future was dropped), unless
+/// [`RemoveUnlessKept::keep`] was called.
+struct RemoveUnlessKept<'a>(Option<&'a Path>);
+
+impl RemoveUnlessKept<'_> {
+    fn keep(mut self) {
+        self.0 = None;
+    }
+}
+
+impl Drop for RemoveUnlessKept<'_> {
+    fn drop(&mut self) {
+        if let Some(dir) = self.0 {
+            let _ = std::fs::remove_dir_all(dir);
+        }
+    }
 }
 
 /// Where and what one install puts: the venv at `dir` made with `python`, then `target` (`-r file` or

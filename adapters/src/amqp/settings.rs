@@ -78,10 +78,7 @@ const MAX_NAME: usize = 255;
 impl Settings {
     /// The URL connected to (`url`, or the local default).
     pub fn url(&self) -> &str {
-        match self.url.as_deref().map(str::trim) {
-            Some(u) if !u.is_empty() => u,
-            _ => DEFAULT_URL,
-        }
+        crate::settings::de::url_or(self.url.as_ref(), DEFAULT_URL)
     }
 
     pub fn lease(&self) -> Duration {

@@ -46,10 +46,7 @@ impl std::fmt::Debug for Conn {
 impl Conn {
     /// Parses `url` (URL or key=value form) of settings that [`Settings::validate`] accepted.
     pub fn new(s: &Settings) -> Result<Conn, AdapterError> {
-        let url = match s.url.as_deref().map(str::trim) {
-            None | Some("") => DEFAULT_URL,
-            Some(u) => u,
-        };
+        let url = crate::settings::de::url_or(s.url.as_ref(), DEFAULT_URL);
         let password = password_of(url);
         let shown = redact(url);
         let mut pg = tokio_postgres::Config::from_str(url).map_err(|e| {

@@ -48,10 +48,7 @@ impl Default for Settings {
 impl Settings {
     /// The URL connected to (`url`, or the local default).
     pub fn url(&self) -> &str {
-        match self.url.as_deref().map(str::trim) {
-            Some(u) if !u.is_empty() => u,
-            _ => DEFAULT_URL,
-        }
+        crate::settings::de::url_or(self.url.as_ref(), DEFAULT_URL)
     }
 
     pub fn lease(&self) -> Duration {

@@ -118,6 +118,14 @@ impl<'de> Deserialize<'de> for Text {
     }
 }
 
+/// `url`, trimmed, or `default` when it is absent or empty.
+pub fn url_or<'a>(url: Option<&'a Text>, default: &'a str) -> &'a str {
+    match url.map(|u| u.trim()) {
+        Some(u) if !u.is_empty() => u,
+        _ => default,
+    }
+}
+
 /// The keys of settings struct `T`: the `fields` its derived `Deserialize` hands to `deserialize_struct`
 /// (for an enum: the `variants` it hands to `deserialize_enum`).
 pub fn keys<'de, T: Deserialize<'de>>() -> &'static [&'static str] {
