@@ -6,7 +6,7 @@
 use crate::config::{RetryPolicy, WorkerConfig};
 use crate::observers::{Event, EventKind, Observers};
 use crate::registry::WorkerEntry;
-use crate::runner::{Attempt, Outcome, OutcomeKind, ProgressSink};
+use crate::runner::{Attempt, Job, Outcome, OutcomeKind, ProgressSink};
 use crate::verdict::{DeadReason, Judged, LastAttempt, Verdict};
 use serde_json::{Map, Value, json};
 use std::sync::atomic::Ordering;
@@ -119,7 +119,13 @@ impl Proxy {
 
             let attempt = span.attempt(doc.attempt);
             doc.traceparent = attempt.traceparent();
-            let a = entry.runner.run(worker, &doc, kill, &self.progress).await;
+            let job = Job {
+                worker,
+                doc: &doc,
+                kill,
+                progress: &self.progress,
+            };
+            let a = entry.runner.run(job).await;
             attempt.end(a.outcome.kind().as_str());
             forward_logs(&a, &task.id, &worker.name);
             self.attempt_health(entry, task, &doc, &a);

@@ -85,23 +85,27 @@ impl Runner {
         }
     }
 
-    /// Runs one attempt of `doc`. `kill` is the host's forced stop: the attempt ends at once,
-    /// [`Outcome::Interrupted`]. Progress lines on stderr go to `progress`. Each runner's future is
-    /// boxed: inline, every task's future would be as large as the largest of the three (the remote
-    /// runner's HTTP client future), and it is moved when the task is spawned.
-    pub async fn run(
-        &self,
-        worker: &WorkerConfig,
-        doc: &TaskDocument,
-        kill: &CancellationToken,
-        progress: &ProgressSink,
-    ) -> Attempt {
+    /// Runs one attempt ([`Job`]). Each runner's future is boxed: inline, every task's future would be
+    /// as large as the largest of the three (the remote runner's HTTP client future), and it is moved
+    /// when the task is spawned.
+    pub async fn run(&self, job: Job<'_>) -> Attempt {
         match self {
-            Runner::Spawn(s) => Box::pin(s.run(worker, doc, kill, progress)).await,
-            Runner::Pool(p) => Box::pin(p.run(worker, doc, kill, progress)).await,
-            Runner::Remote(r) => Box::pin(r.run(worker, doc, kill)).await,
+            Runner::Spawn(s) => Box::pin(s.run(job)).await,
+            Runner::Pool(p) => Box::pin(p.run(job)).await,
+            Runner::Remote(r) => Box::pin(r.run(job)).await,
         }
     }
+}
+
+/// What one attempt runs with: the worker, the task document (this attempt's number and traceparent in
+/// it), `kill` (the host's forced stop: the attempt ends at once, [`Outcome::Interrupted`]) and where
+/// progress lines on stderr go.
+#[derive(Clone, Copy)]
+pub struct Job<'a> {
+    pub worker: &'a WorkerConfig,
+    pub doc: &'a TaskDocument,
+    pub kill: &'a CancellationToken,
+    pub progress: &'a ProgressSink,
 }
 
 /// A worker's progress report: a stderr line `{"progress": 40, "message": "..."}`.

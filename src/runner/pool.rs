@@ -9,7 +9,7 @@ use super::group::{self, Group, StartError};
 use super::launch::Launch;
 use super::leader::Leader;
 use super::output::{Serving, Tail, drain_stderr};
-use super::{Attempt, Outcome, ProgressSink, classify};
+use super::{Attempt, Job, Outcome, ProgressSink, classify};
 use crate::config::WorkerConfig;
 use std::os::unix::process::ExitStatusExt;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -144,13 +144,13 @@ impl Pool {
     }
 
     /// Runs one attempt on an idle process (starting one if none is idle).
-    pub async fn run(
-        &self,
-        cfg: &WorkerConfig,
-        doc: &TaskDocument,
-        kill: &CancellationToken,
-        progress: &ProgressSink,
-    ) -> Attempt {
+    pub async fn run(&self, job: Job<'_>) -> Attempt {
+        let Job {
+            worker: cfg,
+            doc,
+            kill,
+            progress,
+        } = job;
         let started = Instant::now();
         let Ok(_slot) = self.slots.acquire().await else {
             return Attempt::ended(Outcome::Interrupted, started, String::new(), None);

@@ -2,11 +2,9 @@
 //! [`classify::of_http`] reads the answer (2xx with a result document is the result, 4xx is
 //! non-retriable, 5xx or a connection error is retriable); the worker's `timeout` holds.
 
-use super::{Attempt, Outcome, classify};
-use crate::config::WorkerConfig;
+use super::{Attempt, Job, Outcome, classify};
 use std::time::Instant;
-use tokio_util::sync::CancellationToken;
-use workerhost_sdk::{ErrorField, TaskDocument};
+use workerhost_sdk::ErrorField;
 
 /// One remote worker's endpoint, on an HTTP client (connection pool) shared by all remote workers.
 #[derive(Debug, Clone)]
@@ -20,12 +18,13 @@ impl RemoteRunner {
         RemoteRunner { client, url }
     }
 
-    pub async fn run(
-        &self,
-        cfg: &WorkerConfig,
-        doc: &TaskDocument,
-        kill: &CancellationToken,
-    ) -> Attempt {
+    pub async fn run(&self, job: Job<'_>) -> Attempt {
+        let Job {
+            worker: cfg,
+            doc,
+            kill,
+            ..
+        } = job;
         let started = Instant::now();
         let call = async {
             let mut req = self

@@ -4,13 +4,12 @@
 use super::group;
 use super::launch::Launch;
 use super::output::{Serving, drain_stderr, read_capped};
-use super::{Attempt, Outcome, ProgressSink, Usage, classify};
+use super::{Attempt, Job, Outcome, Usage, classify};
 use crate::config::WorkerConfig;
 use std::process::ExitStatus;
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 use tokio::io::AsyncWriteExt;
-use tokio_util::sync::CancellationToken;
 use workerhost_sdk::TaskDocument;
 
 /// Runs attempts as fresh processes.
@@ -37,13 +36,13 @@ impl SpawnRunner {
     ///
     /// Long on purpose: feeding stdin, draining stderr, reading stdout and waiting borrow the same child
     /// and run joined in this one task (no task per pipe), which keeps them in one function.
-    pub async fn run(
-        &self,
-        worker: &WorkerConfig,
-        doc: &TaskDocument,
-        kill: &CancellationToken,
-        progress: &ProgressSink,
-    ) -> Attempt {
+    pub async fn run(&self, job: Job<'_>) -> Attempt {
+        let Job {
+            worker,
+            doc,
+            kill,
+            progress,
+        } = job;
         let started = Instant::now();
         let deadline = tokio::time::Instant::now() + worker.timeout;
         let serving = Mutex::new(Serving {
