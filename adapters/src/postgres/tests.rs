@@ -180,6 +180,38 @@ async fn claims_take_due_tasks_by_priority_then_age_within_each_slot() {
     a.close().await;
 }
 
+/// A slot of several types takes the best of all of them (one ordered scan per type, then the slot's
+/// best `max`); what it looked at but did not take is claimable by the next claim.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slot_of_several_types_takes_the_best_across_them() {
+    if !server_up() {
+        return;
+    }
+    let s = Schema::new("slots");
+    let a = s.open("a", json!({})).await;
+    let app = s.app().await;
+    app.batch_execute(&s.q(
+        "SELECT {s}.enqueue(p_type => 'A', p_id => 'a-old', p_priority => 1);
+         SELECT {s}.enqueue(p_type => 'A', p_id => 'a-new', p_priority => 1);
+         SELECT {s}.enqueue(p_type => 'B', p_id => 'b-high', p_priority => 9);
+         SELECT {s}.enqueue(p_type => 'B', p_id => 'b-low', p_priority => 0);",
+    ))
+    .await
+    .expect("enqueue");
+    let mut got = ids(&a.claim(&req(&[(&["A", "B"], 2)], 2)).await.expect("claim"));
+    got.sort();
+    assert_eq!(got, ["a-old", "b-high"]);
+    let next = a.claim(&req(&[(&["B", "A"], 1)], 1)).await.expect("claim");
+    assert_eq!(ids(&next), ["a-new"], "priority 1 before priority 0");
+    let last = a.claim(&req(&[(&["A", "B"], 5)], 5)).await.expect("claim");
+    assert_eq!(
+        ids(&last),
+        ["b-low"],
+        "a row looked at and left is free again"
+    );
+    a.close().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_taken_over_lease_cannot_be_settled_or_renewed_by_its_old_holder() {
     if !server_up() {
