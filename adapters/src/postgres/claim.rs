@@ -10,46 +10,11 @@ use tokio_postgres::Row;
 pub const RESCUE_EVERY: Duration = Duration::from_secs(1);
 
 /// `$1` task types, `$2` the slot of each, `$3` the slot's `max` beside each; `$4` the overall limit,
-/// `$5` this host's id, `$6` the lease in ms. Each slot takes up to its `max` of the due rows of its types
-/// that are not paused, highest priority then oldest, skipping rows other hosts are claiming right now.
-///
-/// Shaped for the planner, measured with 20,000 queued rows (0.5 ms a claim instead of 10):
-/// - one ordered scan of `tasks_due` per type (`type = ty.type`, its `LIMIT` the slot's `max`), then the
-///   slot's best `max` of those; a single `type = ANY(types)` scan cannot come out ordered, so it sorted
-///   every queued row on every claim. The rows a slot of several types locked but did not take are
-///   free again at the statement's commit (other hosts skipped them meanwhile).
-/// - flat arrays, not a JSON document of slots: their row estimates keep the plan's cost far below
-///   `jit_above_cost` (a JIT compile took 400 ms a claim), in custom and generic plans alike;
-/// - the rows updated are found by `id = ANY(ARRAY(...))`: an index scan of the primary key even in the
-///   generic plan, which hash-joined the whole table otherwise.
+/// `$5` this host's id, `$6` the lease in ms. The statement is the function of migration 4 (see
+/// [`super::migrations`]: why a function, and how the claim is shaped for the planner).
 pub const CLAIM: &str = "
-WITH candidates AS (
-    SELECT ty.slot, ty.max, c.id, c.priority, c.run_at, c.seq
-    FROM unnest($1::text[], $2::int[], $3::int[]) AS ty(type, slot, max)
-    CROSS JOIN LATERAL (
-        SELECT t.id, t.priority, t.run_at, t.seq FROM {s}.tasks t
-        WHERE t.status IN ('queued', 'scheduled') AND t.run_at <= now() AND t.type = ty.type
-          AND NOT EXISTS (SELECT 1 FROM {s}.paused_types p WHERE p.type = ty.type)
-        ORDER BY t.priority DESC, t.run_at, t.seq
-        LIMIT ty.max
-        FOR UPDATE SKIP LOCKED
-    ) c
-), picked AS (
-    SELECT r.id FROM (
-        SELECT id, slot, max,
-               row_number() OVER (PARTITION BY slot ORDER BY priority DESC, run_at, seq) AS rank
-        FROM candidates
-    ) r
-    WHERE r.rank <= r.max
-    ORDER BY r.slot, r.rank
-    LIMIT $4
-)
-UPDATE {s}.tasks t
-SET status = 'running', lease_owner = $5, lease_until = now() + $6::bigint * interval '1 millisecond',
-    deliveries = t.deliveries + 1, lease_token = t.lease_token + 1
-WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
-RETURNING t.id, t.type, t.params, t.correlation_id, t.deliveries, t.lease_token, t.priority, t.attempts,
-          t.error, t.traceparent";
+SELECT id, type, params, correlation_id, deliveries, lease_token, priority, attempts, error, traceparent
+FROM {s}.claim($1::text[], $2::int[], $3::int[], $4::bigint, $5::text, $6::bigint)";
 
 /// Rows whose lease expired go back to the queue (their deliveries already counted); one whose cancel
 /// was pending when its host died is recorded `cancelled` instead of being run again.

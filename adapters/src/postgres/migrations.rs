@@ -31,6 +31,11 @@ pub const MIGRATIONS: &[Migration] = &[
         name: "traceparent column",
         sql: V3,
     },
+    Migration {
+        version: 4,
+        name: "claim and settle functions with generic plans; enqueue in PL/pgSQL",
+        sql: V4,
+    },
 ];
 
 /// The schema version this build of workerhost needs.
@@ -121,6 +126,108 @@ CREATE INDEX tasks_depth ON {s}.tasks (status, type) WHERE status IN ('queued', 
 /// OpenTelemetry (SPEC section 11): the W3C trace context a task's spans continue, kept with the task.
 const V3: &str = r#"
 ALTER TABLE {s}.tasks ADD COLUMN traceparent text;
+"#;
+
+/// The hot statements as PL/pgSQL functions, which is where PostgreSQL lets a statement carry its own
+/// settings without touching the session (a transaction-mode pooler hands sessions around):
+/// - `plan_cache_mode = force_generic_plan`: a prepared claim or settle was planned again at every call
+///   (its array parameters make the generic plan's estimates look worse than the custom plans'), and the
+///   planning cost more than the execution (0.18 ms of 0.30 ms a claim, 0.09 of 0.16 ms a settle, by
+///   `pg_stat_statements` in `bench/run`). The functions plan once per connection.
+/// - a claim commits without waiting for the WAL flush (`SET LOCAL synchronous_commit = off`, for the
+///   claim's own transaction only). A claim lost in a database crash undoes itself: the task is queued
+///   again and the holder's renewal and settle fail the fence, so the task runs again; nothing is lost.
+///   Enqueues and outcomes stay durable at commit.
+/// - `enqueue` becomes PL/pgSQL for the same reason (a SQL function's INSERT was planned at every call).
+///
+/// The claim, shaped for the planner (measured with 20,000 queued rows: 0.5 ms a claim instead of 10):
+/// - one ordered scan of `tasks_due` per type (`type = ty.type`, its `LIMIT` the slot's `max`), then the
+///   slot's best `max` of those; a single `type = ANY(types)` scan cannot come out ordered, so it sorted
+///   every queued row on every claim. The rows a slot of several types locked but did not take are
+///   free again at the statement's commit (other hosts skipped them meanwhile).
+/// - flat arrays, not a JSON document of slots: their row estimates keep the plan's cost far below
+///   `jit_above_cost` (a JIT compile took 400 ms a claim);
+/// - the rows updated are found by `id = ANY(ARRAY(...))`: an index scan of the primary key in the
+///   generic plan, which hash-joined the whole table otherwise.
+///
+/// Each slot takes up to its `max` of the due rows of its types that are not paused, highest priority
+/// then oldest, skipping rows other hosts are claiming right now; `p_limit` caps the whole claim.
+const V4: &str = r#"
+CREATE FUNCTION {s}.claim(
+    p_types text[], p_slots integer[], p_maxes integer[], p_limit bigint, p_owner text, p_lease_ms bigint
+) RETURNS TABLE (
+    id text, type text, params jsonb, correlation_id text, deliveries integer, lease_token bigint,
+    priority integer, attempts integer, error text, traceparent text
+) LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+#variable_conflict use_column
+BEGIN
+    -- For this claim's transaction only (workerhost calls it alone, in its own transaction).
+    SET LOCAL synchronous_commit = off;
+    RETURN QUERY
+    WITH candidates AS (
+        SELECT ty.slot, ty.max, c.id, c.priority, c.run_at, c.seq
+        FROM unnest(p_types, p_slots, p_maxes) AS ty(type, slot, max)
+        CROSS JOIN LATERAL (
+            SELECT t.id, t.priority, t.run_at, t.seq FROM {s}.tasks t
+            WHERE t.status IN ('queued', 'scheduled') AND t.run_at <= now() AND t.type = ty.type
+              AND NOT EXISTS (SELECT 1 FROM {s}.paused_types p WHERE p.type = ty.type)
+            ORDER BY t.priority DESC, t.run_at, t.seq
+            LIMIT ty.max
+            FOR UPDATE SKIP LOCKED
+        ) c
+    ), picked AS (
+        SELECT r.id FROM (
+            SELECT id, slot, max,
+                   row_number() OVER (PARTITION BY slot ORDER BY priority DESC, run_at, seq) AS rank
+            FROM candidates
+        ) r
+        WHERE r.rank <= r.max
+        ORDER BY r.slot, r.rank
+        LIMIT p_limit
+    )
+    UPDATE {s}.tasks t
+    SET status = 'running', lease_owner = p_owner,
+        lease_until = now() + p_lease_ms * interval '1 millisecond',
+        deliveries = t.deliveries + 1, lease_token = t.lease_token + 1
+    WHERE t.id = ANY (ARRAY(SELECT id FROM picked))
+    RETURNING t.id, t.type, t.params, t.correlation_id, t.deliveries, t.lease_token, t.priority,
+              t.attempts, t.error, t.traceparent;
+END $$;
+
+-- One row per outcome; the ids recorded come back. The owner and token stay on the row: a settle
+-- retried after its answer was lost recognises its own outcome.
+CREATE FUNCTION {s}.settle(
+    p_ids text[], p_tokens bigint[], p_statuses text[], p_docs jsonb[], p_errors text[],
+    p_attempts integer[], p_owner text
+) RETURNS SETOF text LANGUAGE plpgsql SET plan_cache_mode = force_generic_plan AS $$
+BEGIN
+    RETURN QUERY
+    UPDATE {s}.tasks t
+    SET status = r.status, result = r.doc, error = r.error, attempts = r.attempts,
+        finished_at = now(), lease_until = NULL
+    FROM unnest(p_ids, p_tokens, p_statuses, p_docs, p_errors, p_attempts)
+         AS r(id, token, status, doc, error, attempts)
+    WHERE t.id = r.id AND t.lease_token = r.token AND t.lease_owner = p_owner AND t.status = 'running'
+    RETURNING t.id;
+END $$;
+
+CREATE OR REPLACE FUNCTION {s}.enqueue(
+    p_type           text,
+    p_params         jsonb DEFAULT '{}'::jsonb,
+    p_id             text DEFAULT NULL,
+    p_run_at         timestamptz DEFAULT NULL,
+    p_priority       integer DEFAULT 0,
+    p_correlation_id text DEFAULT NULL
+) RETURNS text LANGUAGE plpgsql AS $$
+DECLARE
+    v_id text;
+BEGIN
+    INSERT INTO {s}.tasks (id, type, params, run_at, priority, correlation_id)
+    VALUES (COALESCE(p_id, gen_random_uuid()::text), p_type, COALESCE(p_params, '{}'::jsonb),
+            COALESCE(p_run_at, now()), COALESCE(p_priority, 0), p_correlation_id)
+    RETURNING id INTO v_id;
+    RETURN v_id;
+END $$;
 "#;
 
 /// Where a database's schema stands against this build.

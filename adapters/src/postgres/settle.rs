@@ -19,16 +19,11 @@ WHERE t.id = r.id AND t.lease_token = r.token AND t.lease_owner = $4 AND t.statu
 RETURNING t.id, t.cancel_requested";
 
 /// One row per outcome: `$1` ids, `$2` tokens, `$3` statuses, `$4` result documents, `$5` errors,
-/// `$6` attempts, `$7` this host's id. The owner and token stay on the row: a settle retried after its
-/// answer was lost recognises its own outcome ([`SETTLED_BEFORE`]).
+/// `$6` attempts, `$7` this host's id; the ids recorded come back. The owner and token stay on the row:
+/// a settle retried after its answer was lost recognises its own outcome ([`SETTLED_BEFORE`]). The
+/// statement is the function of migration 4 (planned once per connection, see [`super::migrations`]).
 pub const SETTLE: &str = "
-UPDATE {s}.tasks t
-SET status = r.status, result = r.doc, error = r.error, attempts = r.attempts,
-    finished_at = now(), lease_until = NULL
-FROM unnest($1::text[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[])
-     AS r(id, token, status, doc, error, attempts)
-WHERE t.id = r.id AND t.lease_token = r.token AND t.lease_owner = $7 AND t.status = 'running'
-RETURNING t.id";
+SELECT id FROM {s}.settle($1::text[], $2::bigint[], $3::text[], $4::jsonb[], $5::text[], $6::int[], $7::text) AS id";
 
 /// Of `$1` ids with `$2` tokens, those this host (`$3`) already settled.
 pub const SETTLED_BEFORE: &str = "
