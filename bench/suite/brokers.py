@@ -30,6 +30,22 @@ def task_json(tid, ttype):
     return json.dumps({"id": tid, "type": ttype, "params": PARAMS})
 
 
+def _fewer_rows_counter(scalar, table, enqueued):
+    """The finished tasks of a table-backed task manager, counted on the smaller side: the finished rows
+    until half are done, then the unfinished ones (the count reads every row it counts, and it runs in the
+    database being measured). `enqueued()` is read at each count: a counter may be made before (more)
+    tasks are enqueued. Both ways are exact; only their cost differs."""
+    finished = f"SELECT count(*) FROM {table} WHERE status IN ('succeeded', 'dead')"
+    unfinished = f"SELECT count(*) FROM {table} WHERE status IN ('queued', 'scheduled', 'running')"
+    seen = [0]
+
+    def done():
+        n = enqueued()
+        seen[0] = n - scalar(unfinished) if seen[0] > n / 2 else scalar(finished)
+        return seen[0]
+    return done
+
+
 class Sqlite:
     kind = "sqlite"
 
@@ -67,10 +83,7 @@ class Sqlite:
 
     def counter(self):
         db = sqlite3.connect(self.path, timeout=10, isolation_level=None)
-
-        def done():
-            return db.execute("SELECT count(*) FROM tasks WHERE status IN ('succeeded', 'dead')").fetchone()[0]
-        return done
+        return _fewer_rows_counter(lambda q: db.execute(q).fetchone()[0], "tasks", lambda: self.enqueued)
 
     def failed(self):
         with self._db() as db:
@@ -353,11 +366,7 @@ class Postgres:
 
     def counter(self):
         c = self._conn()
-        q = f"SELECT count(*) FROM {self.schema}.tasks WHERE status IN ('succeeded', 'dead')"
-
-        def done():
-            return c.execute(q).fetchone()[0]
-        return done
+        return _fewer_rows_counter(lambda q: c.execute(q).fetchone()[0], f"{self.schema}.tasks", lambda: self.enqueued)
 
     def failed(self):
         with self._conn() as c:

@@ -46,13 +46,21 @@ const MAX_LIMITS: usize = 4;
 /// The child's stack while it runs before `exec` (a few system calls; far more than enough).
 const CHILD_STACK: usize = 64 * 1024;
 
-/// The child's stack: fresh pages from mmap(2) (not zeroed by us: the kernel maps zero pages as they are
+/// A child stack: pages from mmap(2) (not zeroed by us: the kernel maps zero pages as they are
 /// touched, and the child touches a few), below them one PROT_NONE guard page, so that an overflow
 /// faults instead of writing over the host's heap. glibc's `posix_spawn` maps its child stack the same
 /// way.
 struct ChildStack {
     base: *mut c_void,
     len: usize,
+}
+
+thread_local! {
+    /// This thread's child stack, mapped at its first start and kept: a start holds its thread until
+    /// the child has exec'd or exited (`CLONE_VFORK`), so no two children of one thread ever run on it
+    /// at once. Mapping and unmapping one per start cost three system calls and, in a host with several
+    /// threads, a TLB shootdown (an interrupt to every core running the host) at each unmap.
+    static STACK: std::cell::RefCell<Option<ChildStack>> = const { std::cell::RefCell::new(None) };
 }
 
 impl ChildStack {
@@ -186,7 +194,7 @@ struct ChildArgs {
 /// Starts `spec` in its own process group with piped stdio and the parent-death signal SIGKILL.
 ///
 /// The parent-death signal fires when the *thread* that started the child exits: call this only from
-/// threads that live as long as the host (its runtime thread, or the spawner thread).
+/// threads that live as long as the host (its runtime thread, or a spawner thread).
 pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
     let start = |e: nix::Error| SpawnError {
         stage: Stage::Start,
@@ -207,8 +215,13 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
         parent: nix::unistd::getpid(),
         failure: AtomicU64::new(0),
     };
-    let stack = ChildStack::new().map_err(start)?;
-    let top = stack.top();
+    let top = STACK.with_borrow_mut(|slot| -> Result<*mut u8, nix::Error> {
+        if slot.is_none() {
+            *slot = Some(ChildStack::new()?);
+        }
+        Ok(slot.as_ref().map_or(std::ptr::null_mut(), ChildStack::top))
+    });
+    let top = top.map_err(start)?;
     // No host signal handler may run in the child (it would run on the host's memory): block them all
     // for the duration of the clone; the child resets handlers before it unblocks.
     let mut old = SigSet::empty();
@@ -218,8 +231,9 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
         Some(&mut old),
     )
     .map_err(start)?;
-    // SAFETY: `child_main` runs on `stack` with a pointer to `args`; both outlive the call, because with
-    // CLONE_VFORK this thread is suspended until the child has exec'd or exited. The child only makes
+    // SAFETY: `child_main` runs on this thread's `STACK` (kept for the thread's life) with a pointer to
+    // `args`; both outlive the call, because with CLONE_VFORK this thread is suspended until the child
+    // has exec'd or exited. The child only makes
     // async-signal-safe system calls (see `child_main`) and writes nothing of ours but `args.failure`.
     let pid = unsafe {
         libc::clone(
@@ -231,7 +245,6 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
     };
     let clone_errno = std::io::Error::last_os_error();
     let _ = pthread_sigmask(SigmaskHow::SIG_SETMASK, Some(&old), None);
-    drop(stack);
     if pid < 0 {
         return Err(SpawnError {
             stage: Stage::Start,

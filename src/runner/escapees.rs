@@ -23,12 +23,19 @@ use super::child::{self, SpawnError, Spawned, Spec};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 use std::collections::{HashMap, HashSet};
-use std::sync::Mutex;
+use std::sync::{Mutex, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
-/// Pids the host started and has not reaped yet. The spawn holds this lock, so that a sweep never sees
-/// a just-started leader as an unknown child (and reaps it from under its owner).
+/// Pids the host started and has not reaped yet.
 static LIVE: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+
+/// Held shared by every start from `clone` until its pid is in [`LIVE`]. A sweep reaps the host's
+/// unknown dead children only if it can take it exclusively at once: a just-started leader that died
+/// before it was registered is never reaped from under its owner, starts on several threads do not wait
+/// for one another, and a sweep never waits for a start (it leaves the zombies to a later sweep).
+/// Killing needs no lock: what a sweep kills carries its own task's token, which no leader being
+/// started carries (see [`super::leader::next_token`]).
+static STARTING: RwLock<()> = RwLock::new(());
 
 /// A narrowed scan reads at most this many pids; wider ranges list `/proc` instead.
 const RANGE_MAX: i32 = 4096;
@@ -44,9 +51,12 @@ pub fn become_subreaper() {
 
 /// Starts `spec` and records its pid as a live leader, in one step.
 pub fn spawn_registered(spec: &Spec) -> Result<Spawned, SpawnError> {
-    let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
+    let _starting = STARTING.read().unwrap_or_else(|p| p.into_inner());
     let s = child::spawn(spec)?;
-    live.get_or_insert_with(HashSet::new).insert(s.pid.as_raw());
+    LIVE.lock()
+        .unwrap_or_else(|p| p.into_inner())
+        .get_or_insert_with(HashSet::new)
+        .insert(s.pid.as_raw());
     Ok(s)
 }
 
@@ -116,6 +126,12 @@ fn candidates(since: i32) -> Vec<i32> {
 pub fn sweep(leader: Pid, token: u64) -> usize {
     let host = std::process::id() as i32;
     let pids = candidates(leader.as_raw());
+    // Taken before the children are read: a child registered after this cannot be a zombie seen here.
+    let no_start = match STARTING.try_write() {
+        Ok(g) => Some(g),
+        Err(TryLockError::Poisoned(p)) => Some(p.into_inner()),
+        Err(TryLockError::WouldBlock) => None,
+    };
     let stats: HashMap<i32, Stat> = {
         let live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
         let known = |p: &i32| live.as_ref().is_some_and(|l| l.contains(p));
@@ -131,13 +147,17 @@ pub fn sweep(leader: Pid, token: u64) -> usize {
             continue;
         }
         if s.zombie {
-            // An unknown child of the host that has died: an escapee that ended by itself.
-            let _ = child::wait4(Pid::from_raw(pid));
+            // An unknown child of the host that has died: an escapee that ended by itself (or, while a
+            // start is under way, perhaps that start's leader: left for a later sweep then).
+            if no_start.is_some() {
+                let _ = child::wait4(Pid::from_raw(pid));
+            }
         } else if carries(pid, token) {
             doomed.insert(pid);
             orphans.push(pid);
         }
     }
+    drop(no_start);
     if doomed.is_empty() {
         return 0;
     }

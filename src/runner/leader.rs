@@ -3,8 +3,8 @@
 //! outlive the host nor its handle.
 //!
 //! Processes start through [`super::child::spawn`] (the audited `unsafe` module), from a thread that
-//! lives as long as the host: the calling runtime thread when starts are rare, the one spawner thread
-//! when they follow each other closely. (The kernel's parent-death signal fires when the *thread* that
+//! lives as long as the host: the calling runtime thread when starts are rare, one of the spawner
+//! threads when they follow each other closely. (The kernel's parent-death signal fires when the *thread* that
 //! started the child exits; tokio's blocking-pool threads end after ~10 s idle, so starts never go there.)
 //!
 //! The leader is reaped here, with `wait4`, not by tokio: that is where the `rusage` comes from. Its exit
@@ -39,13 +39,16 @@ pub struct Leader {
 /// The environment variable that marks a leader and everything it starts.
 pub const TOKEN_VAR: &str = "WORKERHOST_RUN";
 
-/// A fresh token for the next leader (unique within this host's life).
+/// A fresh token for the next leader: this host's pid in the high half, a counter in the low one, so
+/// that it is unique within this host's life and never equal to a token this host itself inherited
+/// (a host started by another host's worker carries that host's token, and so does a child of ours
+/// between `clone` and `exec`).
 pub fn next_token() -> u64 {
     static NEXT: AtomicU64 = AtomicU64::new(1);
-    NEXT.fetch_add(1, Ordering::Relaxed)
+    (u64::from(std::process::id()) << 32) | (NEXT.fetch_add(1, Ordering::Relaxed) & 0xffff_ffff)
 }
 
-/// Starts closer together than this go to the spawner thread.
+/// Starts closer together than this go to the spawner threads.
 const CLOSE_STARTS: Duration = Duration::from_millis(2);
 
 impl Leader {
@@ -53,7 +56,7 @@ impl Leader {
     ///
     /// Starting blocks the calling thread until the child has exec'd (0.1-0.5 ms here). When starts are
     /// rare (an idle host, slow workers) that happens right here, which saves two thread switches (CPU
-    /// and latency); when they follow each other closely it happens on the spawner thread, so that the
+    /// and latency); when they follow each other closely it happens on a spawner thread, so that the
     /// runtime's thread is not held up for a large share of its time.
     pub async fn start(spec: Spec, token: u64) -> Result<Leader, SpawnError> {
         static BASE: OnceLock<Instant> = OnceLock::new();
@@ -194,21 +197,35 @@ type Job = (
     tokio::sync::oneshot::Sender<Result<Spawned, SpawnError>>,
 );
 
-/// Starts `spec` on the spawner thread: one thread, started at the first close start and alive as long
-/// as the host, so that the parent-death signal of what it starts fires only when the host dies.
+/// How many spawner threads start processes side by side. A start holds its thread until the child
+/// has exec'd (vfork semantics, 0.1-0.5 ms), so one thread made close starts queue behind each other:
+/// spawn mode ran at 62-66% of the spawn floor with one thread against 75% for tokio's blocking pool,
+/// whose threads cannot be used (they end when idle, and the parent-death signal with them).
+const SPAWNERS: usize = 4;
+
+/// Starts `spec` on a spawner thread: [`SPAWNERS`] threads, started at the first close start and alive
+/// as long as the host, so that the parent-death signal of what they start fires only when the host
+/// dies. They take jobs from one queue: a start goes to whichever thread is free.
 async fn on_spawner_thread(spec: Spec) -> Result<Spawned, SpawnError> {
     static TX: OnceLock<Mutex<mpsc::Sender<Job>>> = OnceLock::new();
     let tx = TX.get_or_init(|| {
         let (tx, rx) = mpsc::channel::<Job>();
-        let spawned = std::thread::Builder::new()
-            .name("workerhost-spawner".into())
-            .spawn(move || {
-                for (spec, reply) in rx {
-                    let _ = reply.send(escapees::spawn_registered(&spec));
-                }
-            });
-        if let Err(e) = spawned {
-            tracing::error!("cannot start the spawner thread: {e}");
+        let rx = std::sync::Arc::new(Mutex::new(rx));
+        for n in 0..SPAWNERS {
+            let rx = rx.clone();
+            let spawned = std::thread::Builder::new()
+                .name(format!("workerhost-spawner-{n}"))
+                .spawn(move || {
+                    loop {
+                        // The lock is held only while waiting for the next job, not while starting it.
+                        let job = rx.lock().unwrap_or_else(|p| p.into_inner()).recv();
+                        let Ok((spec, reply)) = job else { return };
+                        let _ = reply.send(escapees::spawn_registered(&spec));
+                    }
+                });
+            if let Err(e) = spawned {
+                tracing::error!("cannot start spawner thread {n}: {e}");
+            }
         }
         Mutex::new(tx)
     });
@@ -225,4 +242,46 @@ async fn on_spawner_thread(spec: Spec) -> Result<Spawned, SpawnError> {
         return Err(gone());
     }
     answer.await.unwrap_or_else(|_| Err(gone()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A host started by another host's worker inherits that host's `WORKERHOST_RUN`: its own tokens
+    /// must never equal it, or its sweep could take its own child (between clone and exec it carries the
+    /// host's environment) for an escapee.
+    #[test]
+    fn tokens_carry_this_hosts_pid_and_do_not_repeat() {
+        let (a, b) = (next_token(), next_token());
+        assert_ne!(a, b);
+        assert_eq!(a >> 32, u64::from(std::process::id()));
+        assert_eq!(b >> 32, u64::from(std::process::id()));
+    }
+
+    /// Starts on the spawner threads run side by side and each child gets its own stack use: many
+    /// concurrent starts all come up and exit cleanly.
+    #[tokio::test(flavor = "current_thread")]
+    async fn close_starts_on_the_spawner_threads_all_succeed() {
+        let program = std::ffi::CString::new("/bin/true").expect("path");
+        let starts = (0..32).map(|_| {
+            on_spawner_thread(Spec {
+                program: program.clone(),
+                argv: vec![program.clone()],
+                env: Vec::new(),
+                cwd: None,
+                setup: child::ChildSetup::default(),
+            })
+        });
+        let spawned = futures_util::future::join_all(starts).await;
+        for s in spawned {
+            let s = s.expect("started");
+            let status = nix::sys::wait::waitpid(s.pid, None).expect("reaped");
+            assert!(
+                matches!(status, nix::sys::wait::WaitStatus::Exited(_, 0)),
+                "{status:?}"
+            );
+            escapees::forget(s.pid);
+        }
+    }
 }
