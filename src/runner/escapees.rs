@@ -13,8 +13,9 @@
 //! cost about as much as a process start, so the scan is narrowed: pids are handed out in increasing
 //! order, and a task's descendants were all created after its leader, so only the pids between the
 //! leader's and the last one allocated (`/proc/sys/kernel/ns_last_pid`) can be them, minus the other
-//! leaders the host is running (known, never read). Under load that is a handful of `stat` reads; after a
-//! pid wrap, or for a range too wide (a long task on a busy machine), the whole of `/proc` is listed.
+//! leaders the host is running and those started after it and reaped since (known, never read). Under
+//! load that leaves few `stat` reads, often none; after a pid wrap, or for a range too wide (a long task
+//! on a busy machine), the whole of `/proc` is listed.
 //!
 //! What it cannot see: a descendant that leaves the group *and* wipes its environment (`env -i`) while
 //! its parent is still alive. Its own descendants are still found (by ancestry from a marked process).
@@ -22,14 +23,46 @@
 use super::child::{self, SpawnError, Spawned, Spec};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::sync::{Mutex, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
-/// Pids the host started and has not reaped yet.
-static LIVE: Mutex<Option<HashSet<i32>>> = Mutex::new(None);
+/// The leaders the host started: those not reaped yet, and the last ones reaped.
+static LEADERS: Mutex<Option<Leaders>> = Mutex::new(None);
 
-/// Held shared by every start from `clone` until its pid is in [`LIVE`]. A sweep reaps the host's
+#[derive(Default)]
+struct Leaders {
+    /// Started and not reaped yet: pid -> start number (counting up).
+    live: HashMap<i32, u64>,
+    /// The last [`RANGE_MAX`] reaped, oldest first, and the same as a map: pid -> start number.
+    reaped: VecDeque<(i32, u64)>,
+    reaped_at: HashMap<i32, u64>,
+    started: u64,
+}
+
+impl Leaders {
+    fn start_number(&self, pid: i32) -> Option<u64> {
+        self.live
+            .get(&pid)
+            .or_else(|| self.reaped_at.get(&pid))
+            .copied()
+    }
+
+    /// Whether `pid` is known not to be an escapee of the leader started as number `of`: a live
+    /// leader, or (in a range without a pid wrap, where each pid was handed out once since that leader
+    /// started) a leader started after it and reaped since. Those are most of a narrowed range under
+    /// load, and each would otherwise cost a failed `open` of `/proc/<pid>/stat`.
+    fn excludes(&self, pid: i32, of: Option<u64>, narrowed: bool) -> bool {
+        self.live.contains_key(&pid)
+            || (narrowed && of.is_some_and(|o| self.reaped_at.get(&pid).is_some_and(|&n| n > o)))
+    }
+}
+
+fn leaders() -> std::sync::MutexGuard<'static, Option<Leaders>> {
+    LEADERS.lock().unwrap_or_else(|p| p.into_inner())
+}
+
+/// Held shared by every start from `clone` until its pid is in [`LEADERS`]. A sweep reaps the host's
 /// unknown dead children only if it can take it exclusively at once: a just-started leader that died
 /// before it was registered is never reaped from under its owner, starts on several threads do not wait
 /// for one another, and a sweep never waits for a start (it leaves the zombies to a later sweep).
@@ -53,18 +86,27 @@ pub fn become_subreaper() {
 pub fn spawn_registered(spec: &Spec) -> Result<Spawned, SpawnError> {
     let _starting = STARTING.read().unwrap_or_else(|p| p.into_inner());
     let s = child::spawn(spec)?;
-    LIVE.lock()
-        .unwrap_or_else(|p| p.into_inner())
-        .get_or_insert_with(HashSet::new)
-        .insert(s.pid.as_raw());
+    let mut g = leaders();
+    let l = g.get_or_insert_with(Leaders::default);
+    l.started += 1;
+    l.live.insert(s.pid.as_raw(), l.started);
     Ok(s)
 }
 
 /// The leader `pid` has been reaped.
 pub fn forget(pid: Pid) {
-    let mut live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(l) = live.as_mut() {
-        l.remove(&pid.as_raw());
+    let mut g = leaders();
+    let Some(l) = g.as_mut() else { return };
+    let Some(n) = l.live.remove(&pid.as_raw()) else {
+        return;
+    };
+    l.reaped.push_back((pid.as_raw(), n));
+    l.reaped_at.insert(pid.as_raw(), n);
+    if l.reaped.len() > RANGE_MAX as usize
+        && let Some((old, m)) = l.reaped.pop_front()
+        && l.reaped_at.get(&old) == Some(&m)
+    {
+        l.reaped_at.remove(&old);
     }
 }
 
@@ -105,19 +147,22 @@ fn last_pid() -> Option<i32> {
         .ok()
 }
 
-/// The pids that may be descendants of a leader started as `since`.
-fn candidates(since: i32) -> Vec<i32> {
+/// The pids that may be descendants of a leader started as `since`, and whether they are the narrowed
+/// range (`true`: every pid handed out since, in order, without a wrap) or the whole of `/proc`.
+fn candidates(since: i32) -> (Vec<i32>, bool) {
     if let Some(last) = last_pid()
         && last >= since
         && last - since <= RANGE_MAX
     {
-        return (since + 1..=last).collect();
+        return ((since + 1..=last).collect(), true);
     }
     let Ok(dir) = std::fs::read_dir("/proc") else {
-        return Vec::new();
+        return (Vec::new(), false);
     };
-    dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
-        .collect()
+    let all = dir
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok())
+        .collect();
+    (all, false)
 }
 
 /// Kills what is left of the task whose leader was `leader` (its pid) with `token`: the processes
@@ -125,7 +170,7 @@ fn candidates(since: i32) -> Vec<i32> {
 /// killed. Zombies among the host's unknown children are reaped on the way.
 pub fn sweep(leader: Pid, token: u64) -> usize {
     let host = std::process::id() as i32;
-    let pids = candidates(leader.as_raw());
+    let (pids, narrowed) = candidates(leader.as_raw());
     // Taken before the children are read: a child registered after this cannot be a zombie seen here.
     let no_start = match STARTING.try_write() {
         Ok(g) => Some(g),
@@ -133,8 +178,9 @@ pub fn sweep(leader: Pid, token: u64) -> usize {
         Err(TryLockError::WouldBlock) => None,
     };
     let stats: HashMap<i32, Stat> = {
-        let live = LIVE.lock().unwrap_or_else(|p| p.into_inner());
-        let known = |p: &i32| live.as_ref().is_some_and(|l| l.contains(p));
+        let g = leaders();
+        let of = g.as_ref().and_then(|l| l.start_number(leader.as_raw()));
+        let known = |p: &i32| g.as_ref().is_some_and(|l| l.excludes(*p, of, narrowed));
         pids.into_iter()
             .filter(|p| *p != host && !known(p))
             .filter_map(|p| Some((p, stat(p)?)))
@@ -204,5 +250,39 @@ fn reap_later(pids: Vec<i32>) {
         });
     if let Err(e) = spawned {
         tracing::warn!("cannot start a thread to reap killed processes: {e}");
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Only leaders are skipped unread: live ones, and in a narrowed range those started after the
+    /// swept leader and reaped since; an older reaped leader's pid may have been handed out again.
+    #[test]
+    fn a_sweep_skips_live_leaders_and_newer_reaped_ones_only() {
+        let mut l = Leaders::default();
+        for (pid, n) in [(100, 1), (101, 2), (102, 3), (103, 4)] {
+            l.live.insert(pid, n);
+        }
+        for pid in [100, 101, 103] {
+            let n = l.live.remove(&pid).expect("live");
+            l.reaped.push_back((pid, n));
+            l.reaped_at.insert(pid, n);
+        }
+        let of = l.start_number(101);
+        assert_eq!(of, Some(2));
+        assert!(l.excludes(102, of, true), "live");
+        assert!(l.excludes(103, of, true), "started after 101, reaped");
+        assert!(
+            !l.excludes(100, of, true),
+            "started before 101: its pid may be anyone's now"
+        );
+        assert!(!l.excludes(104, of, true), "unknown");
+        assert!(
+            !l.excludes(103, of, false),
+            "the whole of /proc: no order to rely on"
+        );
+        assert!(l.excludes(102, of, false), "live, wherever it is");
     }
 }
