@@ -233,8 +233,8 @@ pub fn spawn(spec: &Spec) -> Result<Spawned, SpawnError> {
     .map_err(start)?;
     // SAFETY: `child_main` runs on this thread's `STACK` (kept for the thread's life) with a pointer to
     // `args`; both outlive the call, because with CLONE_VFORK this thread is suspended until the child
-    // has exec'd or exited. The child only makes
-    // async-signal-safe system calls (see `child_main`) and writes nothing of ours but `args.failure`.
+    // has exec'd or exited. The child only makes async-signal-safe system calls (see `child_main`) and
+    // writes nothing of ours but `args.failure`.
     let pid = unsafe {
         libc::clone(
             child_main,

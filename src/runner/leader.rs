@@ -4,8 +4,9 @@
 //!
 //! Processes start through [`super::child::spawn`] (the audited `unsafe` module), from a thread that
 //! lives as long as the host: the calling runtime thread when starts are rare, one of the spawner
-//! threads when they follow each other closely. (The kernel's parent-death signal fires when the *thread* that
-//! started the child exits; tokio's blocking-pool threads end after ~10 s idle, so starts never go there.)
+//! threads when they follow each other closely. (The kernel's parent-death signal fires when the
+//! *thread* that started the child exits; tokio's blocking-pool threads end after ~10 s idle, so starts
+//! never go there.)
 //!
 //! The leader is reaped here, with `wait4`, not by tokio: that is where the `rusage` comes from. Its exit
 //! is noticed through a pidfd registered with the runtime, so waiting costs no thread and no polling.
