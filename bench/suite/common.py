@@ -215,7 +215,7 @@ def drain(done, total, started, timeout, interval=0.01, on_sample=None):
     Only the end needs the fine poll: the 10% mark records the count it saw, not 10% exactly."""
     deadline = time.monotonic() + timeout
     t10 = n10 = None
-    t0, n0 = time.monotonic(), None
+    t0 = n0 = None
     n = 0
     while True:
         now = time.monotonic()

@@ -23,7 +23,7 @@
 use super::child::{self, SpawnError, Spawned, Spec};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use std::collections::{HashMap, HashSet, VecDeque};
+use std::collections::{HashMap, HashSet};
 use std::sync::{Mutex, RwLock, TryLockError};
 use std::time::{Duration, Instant};
 
@@ -34,8 +34,8 @@ static LEADERS: Mutex<Option<Leaders>> = Mutex::new(None);
 struct Leaders {
     /// Started and not reaped yet: pid -> start number (counting up).
     live: HashMap<i32, u64>,
-    /// The last [`RANGE_MAX`] reaped, oldest first, and the same as a map: pid -> start number.
-    reaped: VecDeque<(i32, u64)>,
+    /// Reaped, pid -> start number; those started more than [`RANGE_MAX`] starts ago are dropped now and
+    /// then (a sweep only asks about leaders started after its own).
     reaped_at: HashMap<i32, u64>,
     started: u64,
 }
@@ -100,13 +100,11 @@ pub fn forget(pid: Pid) {
     let Some(n) = l.live.remove(&pid.as_raw()) else {
         return;
     };
-    l.reaped.push_back((pid.as_raw(), n));
     l.reaped_at.insert(pid.as_raw(), n);
-    if l.reaped.len() > RANGE_MAX as usize
-        && let Some((old, m)) = l.reaped.pop_front()
-        && l.reaped_at.get(&old) == Some(&m)
-    {
-        l.reaped_at.remove(&old);
+    let keep = RANGE_MAX as usize;
+    if l.reaped_at.len() > 2 * keep {
+        let oldest = l.started.saturating_sub(keep as u64);
+        l.reaped_at.retain(|_, m| *m > oldest);
     }
 }
 
@@ -267,7 +265,6 @@ mod tests {
         }
         for pid in [100, 101, 103] {
             let n = l.live.remove(&pid).expect("live");
-            l.reaped.push_back((pid, n));
             l.reaped_at.insert(pid, n);
         }
         let of = l.start_number(101);
