@@ -18,15 +18,14 @@ fn worker_dies_with_its_host(mode_lines: &str) {
     p.submit("T", "t1", "{}");
     let mut host = p.spawn_host(&["run"]);
     let pid_file = p.file("worker.pid");
+    // The file exists as soon as the worker opens it, and holds the pid once it has written it.
+    let read_pid =
+        || -> Option<i32> { std::fs::read_to_string(&pid_file).ok()?.trim().parse().ok() };
     assert!(
-        wait_until(Duration::from_secs(20), || pid_file.exists()),
+        wait_until(Duration::from_secs(20), || read_pid().is_some()),
         "the worker did not start"
     );
-    let pid: i32 = std::fs::read_to_string(&pid_file)
-        .expect("pid file")
-        .trim()
-        .parse()
-        .expect("a pid");
+    let pid: i32 = read_pid().expect("a pid");
     assert!(pid_alive(pid));
     signal(&host.0, Signal::SIGKILL);
     wait_child(&mut host.0, Duration::from_secs(5));
