@@ -216,7 +216,7 @@ impl Shared {
                 Some(d) => format!("{}: {d}", db.message()),
                 None => db.message().to_string(),
             },
-            None => e.to_string(),
+            None => conn::error_chain(e),
         }
     }
 

@@ -5,10 +5,14 @@ use url::Url;
 
 /// `scheme://user:pass@host/...` → `scheme://user:***@host/...`. With `lone_user_is_password`, a user
 /// part without a password (`redis://secret@host`, which some clients read as the password) is hidden
-/// too: `redis://:***@host`. A URL that does not parse, or has no password, is shown as it is.
+/// too: `redis://:***@host`. A URL with no password is shown as it is; one that does not parse has its
+/// user part (up to the last `@`) hidden as text, in case it holds one.
 pub fn shown(url: &str, lone_user_is_password: bool) -> String {
     let Ok(mut u) = Url::parse(url) else {
-        return url.to_string();
+        return match userinfo(url) {
+            Some((start, end)) => format!("{}***{}", &url[..start], &url[end..]),
+            None => url.to_string(),
+        };
     };
     let hide_user = lone_user_is_password && u.password().is_none() && !u.username().is_empty();
     if u.password().is_none() && !hide_user {
@@ -27,7 +31,17 @@ pub fn shown(url: &str, lone_user_is_password: bool) -> String {
 /// scrub from a client library's error text. With `lone_user_is_password`, see [`shown`].
 pub fn secrets(url: &str, lone_user_is_password: bool) -> Vec<String> {
     let Ok(u) = Url::parse(url) else {
-        return Vec::new();
+        // The user part as written, and its password alone.
+        let Some((start, end)) = userinfo(url) else {
+            return Vec::new();
+        };
+        let all = &url[start..end];
+        let mut out = vec![all.to_string()];
+        if let Some((_, p)) = all.split_once(':') {
+            out.push(p.to_string());
+        }
+        out.retain(|s| !s.is_empty());
+        return out;
     };
     let raw = match u.password() {
         Some(p) => p,
@@ -43,6 +57,13 @@ pub fn secrets(url: &str, lone_user_is_password: bool) -> Vec<String> {
         out.push(decoded);
     }
     out
+}
+
+/// The byte range of `scheme://<this>@...` in a URL, up to its last `@`.
+fn userinfo(url: &str) -> Option<(usize, usize)> {
+    let start = url.find("://")? + 3;
+    let at = url[start..].rfind('@')? + start;
+    (at > start).then_some((start, at))
 }
 
 #[cfg(test)]
@@ -63,5 +84,10 @@ mod tests {
             ["s3cret%21", "s3cret!"]
         );
         assert!(secrets("redis://h:6379/0", true).is_empty());
+        // A URL that does not parse still hides what may be a password.
+        let bad = "redis://:Hunter2Secret@127.0.0.1:notaport/0";
+        assert_eq!(shown(bad, true), "redis://***@127.0.0.1:notaport/0");
+        assert!(secrets(bad, true).iter().any(|s| s == "Hunter2Secret"));
+        assert_eq!(shown("redis://h:notaport/0", true), "redis://h:notaport/0");
     }
 }

@@ -9,6 +9,8 @@ use tokio_postgres::config::SslMode;
 
 /// Used when `url` is absent or empty: the local server, database `postgres`.
 pub const DEFAULT_URL: &str = "postgresql://postgres@127.0.0.1:5432/postgres";
+/// Where the local server's socket is when `url` names no host (`postgresql:///app`), as for libpq.
+pub const DEFAULT_SOCKET_DIR: &str = "/var/run/postgresql";
 /// The settings as the adapter uses them.
 #[derive(Clone)]
 pub struct Conn {
@@ -16,8 +18,8 @@ pub struct Conn {
     pub pg: tokio_postgres::Config,
     /// `url` with the password replaced by `***`: what logs and errors show.
     pub shown: String,
-    /// The password as written, to scrub from client messages that might quote it.
-    password: Option<String>,
+    /// The password as written (and as read), to scrub from client messages that might quote it.
+    password: Vec<String>,
     /// Every object of workerhost lives in this schema (default `workerhost`).
     pub schema: String,
     /// How long a claim or renewal holds a task (`lease_seconds`, default 30 s).
@@ -47,19 +49,12 @@ impl Conn {
     /// Parses `url` (URL or key=value form) of settings that [`Settings::validate`] accepted.
     pub fn new(s: &Settings) -> Result<Conn, AdapterError> {
         let url = crate::settings::de::url_or(s.url.as_ref(), DEFAULT_URL);
-        let password = password_of(url);
-        let shown = redact(url);
-        let mut pg = tokio_postgres::Config::from_str(url).map_err(|e| {
-            AdapterError::Invalid(format!(
-                "task_manager.url {shown}: {}",
-                scrub_with(&e.to_string(), password.as_deref())
-            ))
-        })?;
-        if pg.get_hosts().is_empty() {
-            return Err(AdapterError::Invalid(format!(
-                "task_manager.url {shown}: no host given"
-            )));
-        }
+        let Parsed {
+            mut pg,
+            shown,
+            password,
+        } = parse_url(url)
+            .map_err(|problem| AdapterError::Invalid(format!("task_manager.url {problem}")))?;
         if pg.get_connect_timeout().is_none() {
             pg.connect_timeout(Duration::from_secs(5));
         }
@@ -92,17 +87,49 @@ impl Conn {
 
     /// Removes the password from a message that may quote it (a client library's error).
     pub fn scrub(&self, msg: &str) -> String {
-        scrub_with(msg, self.password.as_deref())
+        scrub_with(msg, &self.password)
     }
 }
 
+/// A `url` as the client reads it, with what may be shown of it.
+struct Parsed {
+    pg: tokio_postgres::Config,
+    shown: String,
+    password: Vec<String>,
+}
+
+/// Reads `url` (URL or key=value form); the problem, with the password hidden, if it is not one the
+/// client can connect with.
+fn parse_url(url: &str) -> Result<Parsed, String> {
+    let parsed = tokio_postgres::Config::from_str(url);
+    let password = password_of(url, parsed.as_ref().ok());
+    let shown = scrub_with(&redact(url), &password);
+    let mut pg =
+        parsed.map_err(|e| format!("{shown}: {}", scrub_with(&error_chain(&e), &password)))?;
+    if pg.get_hosts().is_empty() {
+        // As libpq does (Debian's build): no host is the local server's socket.
+        pg.host(DEFAULT_SOCKET_DIR);
+    }
+    Ok(Parsed {
+        pg,
+        shown,
+        password,
+    })
+}
+
+/// The problem with a `url` (see [`parse_url`]), for the config's validation.
+pub fn url_problem(url: &str) -> Option<String> {
+    parse_url(url).err()
+}
+
 /// `postgresql://u:secret@h/db` → `postgresql://u:***@h/db`; `host=h password=secret` →
-/// `host=h password=***`.
+/// `host=h password=***`. Errs on the side of hiding: in the URL form the user part ends at the *last*
+/// `@` (a password may hold `/`, `?`, `#` or `@` unencoded, and the client accepts them), and a
+/// key=value string that cannot be read is hidden from its first `password` on.
 pub fn redact(url: &str) -> String {
     if let Some(scheme_end) = url.find("://").map(|i| i + 3) {
         let rest = &url[scheme_end..];
-        let authority_end = rest.find(['/', '?', '#']).unwrap_or(rest.len());
-        let mut out = match rest[..authority_end].rfind('@') {
+        let mut out = match rest.rfind('@') {
             Some(at) => {
                 let userinfo = &rest[..at];
                 let shown = match userinfo.find(':') {
@@ -114,58 +141,129 @@ pub fn redact(url: &str) -> String {
             None => url.to_string(),
         };
         // `?password=...` in the query string.
-        if let Some(i) = out.find("password=") {
-            let end = out[i..].find('&').map_or(out.len(), |e| i + e);
-            out.replace_range(i + "password=".len()..end, "***");
+        let mut from = 0;
+        while let Some(i) = out[from..].find("password=").map(|i| from + i) {
+            let start = i + "password=".len();
+            let end = out[start..].find('&').map_or(out.len(), |e| start + e);
+            out.replace_range(start..end, "***");
+            from = start + 3;
         }
         return out;
     }
     key_value_redacted(url)
 }
 
-/// The key=value form with the value of `password` replaced (quoted values included).
+/// The key=value form with the value of every `password` key replaced, read as libpq reads it (values
+/// quoted with `'`, backslash escapes); what cannot be read is hidden from its first `password` on.
 fn key_value_redacted(s: &str) -> String {
-    let Some(i) = s.find("password") else {
-        return s.to_string();
-    };
-    let after = &s[i + "password".len()..];
-    let Some(eq) = after.find('=') else {
-        return s.to_string();
-    };
-    if !after[..eq].trim().is_empty() {
-        return s.to_string();
+    match key_values(s) {
+        Some(pairs) => {
+            let mut out = s.to_string();
+            for (key, value) in pairs.into_iter().rev() {
+                if &s[key.clone()] == "password" {
+                    out.replace_range(value, "***");
+                }
+            }
+            out
+        }
+        None => match s.find("password") {
+            Some(i) => format!("{}password=***", &s[..i]),
+            None => s.to_string(),
+        },
     }
-    let value_start = i + "password".len() + eq + 1;
-    let rest = &s[value_start..];
-    let lead = rest.len() - rest.trim_start().len();
-    let v = &rest[lead..];
-    let len = if let Some(q) = v.strip_prefix('\'') {
-        q.find('\'').map_or(v.len(), |e| e + 2)
-    } else {
-        v.find(char::is_whitespace).unwrap_or(v.len())
-    };
-    format!("{}***{}", &s[..value_start + lead], &v[len..])
 }
 
-/// The password as written in `url`, in either form.
-fn password_of(url: &str) -> Option<String> {
-    let from_url = || crate::redact::secrets(url, false).into_iter().next();
-    let from_kv = || {
-        let i = url.find("password=")? + "password=".len();
-        let v = url[i..].trim_start_matches('\'');
-        let end = v.find(['\'', ' ', '&']).unwrap_or(v.len());
-        Some(v[..end].to_string())
+/// The byte ranges of each key and its value (quotes included) in a key=value string; `None` if it is
+/// not one.
+fn key_values(s: &str) -> Option<Vec<(std::ops::Range<usize>, std::ops::Range<usize>)>> {
+    let b = s.as_bytes();
+    let skip_ws = |mut i: usize| {
+        while i < b.len() && b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        i
     };
-    from_url()
-        .filter(|p| !p.is_empty())
-        .or_else(|| from_kv().filter(|p| !p.is_empty()))
+    let mut pairs = Vec::new();
+    let mut i = skip_ws(0);
+    while i < b.len() {
+        let k0 = i;
+        while i < b.len() && b[i] != b'=' && !b[i].is_ascii_whitespace() {
+            i += 1;
+        }
+        let key = k0..i;
+        i = skip_ws(i);
+        if b.get(i) != Some(&b'=') || key.is_empty() {
+            return None;
+        }
+        i = skip_ws(i + 1);
+        let v0 = i;
+        if b.get(i) == Some(&b'\'') {
+            i += 1;
+            loop {
+                match b.get(i) {
+                    None => return None,
+                    Some(b'\\') => i += 2,
+                    Some(b'\'') => {
+                        i += 1;
+                        break;
+                    }
+                    Some(_) => i += 1,
+                }
+            }
+        } else {
+            while i < b.len() && !b[i].is_ascii_whitespace() {
+                i += if b[i] == b'\\' { 2 } else { 1 };
+            }
+        }
+        let end = i.min(b.len());
+        pairs.push((key, v0..end));
+        i = skip_ws(end);
+    }
+    Some(pairs)
 }
 
-fn scrub_with(msg: &str, password: Option<&str>) -> String {
-    match password {
-        Some(p) if p.len() >= 3 => msg.replace(p, "***"),
-        _ => msg.to_string(),
+/// The password as written in `url`, in either form, and as the client reads it.
+fn password_of(url: &str, parsed: Option<&tokio_postgres::Config>) -> Vec<String> {
+    let mut out: Vec<String> = crate::redact::secrets(url, false);
+    if !url.contains("://")
+        && let Some(pairs) = key_values(url)
+    {
+        for (k, v) in pairs {
+            if &url[k] == "password" {
+                out.push(url[v].trim_matches('\'').to_string());
+            }
+        }
     }
+    if let Some(p) = parsed.and_then(|c| c.get_password()) {
+        out.push(String::from_utf8_lossy(p).into_owned());
+    }
+    out.retain(|p| !p.is_empty());
+    out.sort_by_key(|p| std::cmp::Reverse(p.len()));
+    out.dedup();
+    out
+}
+
+/// An error with its causes, `a: b: c` (the client's own message is often only the first: "invalid
+/// connection string", "error connecting to server").
+pub fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut out = e.to_string();
+    let mut cause = e.source();
+    while let Some(c) = cause {
+        let more = c.to_string();
+        if !out.contains(&more) {
+            out = format!("{out}: {more}");
+        }
+        cause = c.source();
+    }
+    out
+}
+
+/// `msg` without any of `secrets` (the longest first; those under 3 bytes would hide too much else).
+fn scrub_with(msg: &str, secrets: &[String]) -> String {
+    secrets
+        .iter()
+        .filter(|p| p.len() >= 3)
+        .fold(msg.to_string(), |m, p| m.replace(p.as_str(), "***"))
 }
 
 #[cfg(test)]
@@ -240,10 +338,100 @@ mod tests {
     }
 
     #[test]
+    fn passwords_with_odd_characters_or_keys_never_show() {
+        for (url, secret) in [
+            (
+                "host=127.0.0.1 user=nouser dbname=password_db password=Hunter2Secret",
+                "Hunter2Secret",
+            ),
+            (
+                "host=h user=password_admin password=Hunter2Secret",
+                "Hunter2Secret",
+            ),
+            ("host=h password='Hunter2\\'Secret' dbname=d", "Secret"),
+            ("host=h password = 'a b Hunter2' dbname=d", "Hunter2"),
+            (
+                "postgresql://nouser:Hunter2/Secret@127.0.0.1:5432/test",
+                "Hunter2",
+            ),
+            (
+                "postgresql://nouser:Hunter2#Secret@127.0.0.1:5432/test",
+                "Hunter2",
+            ),
+            (
+                "postgresql://nouser:Hunter2?Secret@127.0.0.1:5432/test",
+                "Hunter2",
+            ),
+            (
+                "postgresql://nouser:Hun@ter2Secret@127.0.0.1:5432/test",
+                "ter2Secret",
+            ),
+            (
+                "postgresql://h/db?password=Hunter2Secret&password=Other2Secret",
+                "Secret",
+            ),
+            ("host=h password='Hunter2Secret", "Hunter2Secret"),
+        ] {
+            let shown = redact(url);
+            assert!(!shown.contains(secret), "{url} shown as {shown}");
+            if let Ok(c) = parse(url, json!({})) {
+                assert!(!c.shown.contains(secret), "{url} shown as {}", c.shown);
+                assert!(!format!("{c:?}").contains(secret));
+            }
+        }
+        assert_eq!(
+            redact("host=h user=password_admin password=x dbname=password_db"),
+            "host=h user=password_admin password=*** dbname=password_db"
+        );
+        assert_eq!(
+            redact("postgresql://u:p/q@h:5432/db?sslmode=disable"),
+            "postgresql://u:***@h:5432/db?sslmode=disable"
+        );
+        // A string that is not a connection string names the reason, not only "invalid".
+        let e = parse("host=h port=notaport password=Hunter2Secret", json!({})).expect_err("port");
+        assert!(e.to_string().contains("port"), "{e}");
+        assert!(!e.to_string().contains("Hunter2Secret"), "{e}");
+    }
+
+    #[test]
+    fn a_bad_url_is_a_problem_of_the_url_field_with_its_reason() {
+        for (url, reason) in [
+            ("postgresql://app:Hunter2Secret@h/db?bogus=1", "bogus"),
+            (
+                "postgresql://app:Hunter2Secret@h/db?sslmode=verify-full",
+                "sslmode",
+            ),
+            ("host=h port=notaport password=Hunter2Secret", "port"),
+            ("postgresql://app:Hunter2Secret@h:99999/db", "port"),
+        ] {
+            let s: Settings = serde_json::from_value(json!({ "url": url })).expect("settings");
+            let problems = s.validate();
+            let p = problems.first().map(|p| p.to_string()).unwrap_or_default();
+            assert!(
+                p.contains("url") && p.contains(reason),
+                "{url}: {problems:?}"
+            );
+            assert!(!p.contains("Hunter2Secret"), "{p}");
+        }
+    }
+
+    #[test]
+    fn no_host_is_the_local_socket() {
+        let c = parse("postgresql:///app", json!({})).expect("a socket url");
+        assert_eq!(
+            c.pg.get_hosts(),
+            [tokio_postgres::config::Host::Unix(
+                DEFAULT_SOCKET_DIR.into()
+            )]
+        );
+    }
+
+    #[test]
     fn bad_settings_name_the_field() {
         for (m, field) in [
             (json!({"schema": "Bad-Name"}), "schema"),
             (json!({"schema": "pg_x"}), "schema"),
+            (json!({"schema": "select"}), "schema"),
             (json!({"notify": "yes"}), "notify"),
             (json!({"max_connections": 0}), "max_connections"),
             (json!({"poll_interval_ms": 0}), "poll_interval_ms"),
