@@ -118,6 +118,9 @@ pub async fn module_check(w: &WorkerConfig) -> Option<Check> {
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::piped())
+        .env_clear()
+        // The worker's own environment (its `env:`, say a PYTHONPATH), as when it runs.
+        .envs(crate::runner::launch::worker_env(w))
         .kill_on_drop(true);
     if let Some(dir) = &w.project_path {
         cmd.current_dir(dir);
@@ -144,13 +147,18 @@ pub async fn module_check(w: &WorkerConfig) -> Option<Check> {
             } else {
                 format!(": {err}")
             };
-            (
-                false,
-                format!(
+            let detail = match function {
+                // The module was imported: found, perhaps, but its import failed.
+                Some(_) => format!(
+                    "cannot import module {module} with {}{why}",
+                    interpreter.display()
+                ),
+                None => format!(
                     "module {module} not found by {}{why}",
                     interpreter.display()
                 ),
-            )
+            };
+            (false, detail)
         }
     };
     Some(Check {

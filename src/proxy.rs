@@ -258,10 +258,11 @@ fn dead_letter_error(a: &Attempt, message: String) -> Value {
     Value::Object(m)
 }
 
-/// `logs` from the worker's result document go to the host's log with the task id.
+/// `logs` from the worker's result document go to the host's log with the task id, each message cut
+/// at [`REASON_MAX`](workerhost_adapters::text::REASON_MAX) (a worker's message is input of any size).
 fn forward_logs(a: &Attempt, task_id: &str, worker: &str) {
     for l in &a.logs {
-        let msg = &l.message;
+        let msg = workerhost_adapters::text::cap(&l.message, workerhost_adapters::text::REASON_MAX);
         match l.level.to_ascii_lowercase().as_str() {
             "error" | "critical" => {
                 tracing::error!(target: "workerhost::worker", task_id, worker, "{msg}")

@@ -173,9 +173,9 @@ fn worst_case(w: &workerhost::config::WorkerConfig) -> std::time::Duration {
 
 fn envelope(cfg_types: &[String], t: &TaskArgs, allow_unknown: bool) -> anyhow::Result<Envelope> {
     if !allow_unknown && !cfg_types.contains(&t.task_type) {
+        let shown = workerhost_adapters::text::cap(&t.task_type, 256);
         return Err(Usage(format!(
-            "no worker in this config handles type {:?} (known: {}); use --any-type to enqueue it anyway",
-            t.task_type,
+            "no worker in this config handles type {shown:?} (known: {}); use --any-type to enqueue it anyway",
             cfg_types.join(", ")
         ))
         .into());
@@ -187,6 +187,9 @@ fn envelope(cfg_types: &[String], t: &TaskArgs, allow_unknown: bool) -> anyhow::
         return Err(Usage("--id must not be empty".into()).into());
     }
     let mut env = Envelope::new(id, t.task_type.clone(), parse_params(t.params.as_deref())?);
+    // What every task manager would dead-letter as malformed is refused here, for `exec` as for
+    // `submit` (a 128 KiB id would otherwise reach the worker's command line and be blamed on it).
+    env.check().map_err(|e| Usage(e.to_string()))?;
     if let Some(tp) = &t.traceparent {
         if !workerhost::telemetry::valid_traceparent(tp) {
             let msg = format!(

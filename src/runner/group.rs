@@ -57,7 +57,24 @@ impl Group {
     pub fn sweep(self, token: u64) -> usize {
         escapees::sweep(self.0, token)
     }
+
+    /// [`Group::sweep`], then again while members of the group (killed already) are still dying, for
+    /// up to [`DYING_WAIT`]: a process that is dying lets go of its memory, environment included,
+    /// before its children are handed to the host, so an escapee whose parent stayed in the group can
+    /// only be recognised once that parent is dead. An empty group (the usual case) costs one sweep.
+    pub async fn sweep_all(self, token: u64) -> usize {
+        let mut killed = self.sweep(token);
+        let deadline = Instant::now() + DYING_WAIT;
+        while killpg(self.0, None).is_ok() && Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(2)).await;
+            killed += self.sweep(token);
+        }
+        killed
+    }
 }
+
+/// How long a task's end waits for the killed members of its group to die (see [`Group::sweep_all`]).
+const DYING_WAIT: Duration = Duration::from_millis(500);
 
 /// Starts closer together than this go to the blocking pool.
 const CLOSE_STARTS: Duration = Duration::from_millis(2);

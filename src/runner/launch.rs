@@ -21,6 +21,30 @@ const BASE_ENV: &[&str] = &["PATH", "HOME", "LANG", "TZ"];
 /// codes are not confused with it unless the worker itself exits 121.
 pub const IMPORT_FAILED: i32 = 121;
 
+/// The environment every process of `worker` starts with (the task's own variables come on top): the
+/// host's [`BASE_ENV`] and the worker's `env_passthrough`, the `user:`'s home and name, the worker's
+/// `env:`, and `WORKERHOST_WORKER`. `check` probes a worker's module with the same.
+pub fn worker_env(worker: &WorkerConfig) -> BTreeMap<OsString, OsString> {
+    let mut env: BTreeMap<OsString, OsString> = BTreeMap::new();
+    for name in BASE_ENV
+        .iter()
+        .copied()
+        .chain(worker.env_passthrough.iter().map(String::as_str))
+    {
+        if let Some(v) = std::env::var_os(name) {
+            env.insert(name.into(), v);
+        }
+    }
+    if let Some(u) = &worker.user {
+        env.insert("HOME".into(), u.home.clone().into_os_string());
+        env.insert("USER".into(), u.name.clone().into());
+        env.insert("LOGNAME".into(), u.name.clone().into());
+    }
+    env.extend(worker.env.iter().map(|(k, v)| (k.into(), v.into())));
+    env.insert("WORKERHOST_WORKER".into(), worker.name.clone().into());
+    env
+}
+
 /// The program and arguments of a process worker (python or command; a remote worker has none).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Launch {
@@ -108,24 +132,8 @@ impl Launch {
         doc: Option<&workerhost_sdk::TaskDocument>,
         token: u64,
     ) -> Result<Spec, String> {
-        let mut env: BTreeMap<OsString, OsString> = BTreeMap::new();
-        for name in BASE_ENV
-            .iter()
-            .copied()
-            .chain(worker.env_passthrough.iter().map(String::as_str))
-        {
-            if let Some(v) = std::env::var_os(name) {
-                env.insert(name.into(), v);
-            }
-        }
-        if let Some(u) = &worker.user {
-            env.insert("HOME".into(), u.home.clone().into_os_string());
-            env.insert("USER".into(), u.name.clone().into());
-            env.insert("LOGNAME".into(), u.name.clone().into());
-        }
-        env.extend(worker.env.iter().map(|(k, v)| (k.into(), v.into())));
+        let mut env = worker_env(worker);
         let mut set = |k: &str, v: String| env.insert(k.into(), v.into());
-        set("WORKERHOST_WORKER", worker.name.clone());
         match doc {
             Some(doc) => {
                 set("WORKERHOST_TASK_ID", doc.id.clone());

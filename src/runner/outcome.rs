@@ -37,7 +37,7 @@ pub enum Outcome {
 }
 
 /// Rust std's report of a failed allocation, `memory allocation of 1048576 bytes failed`.
-fn is_rust_alloc_failure(line: &str) -> bool {
+pub(super) fn is_rust_alloc_failure(line: &str) -> bool {
     line.trim()
         .strip_prefix("memory allocation of ")
         .and_then(|r| r.strip_suffix(" bytes failed"))

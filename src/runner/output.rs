@@ -62,6 +62,20 @@ impl Tail {
             .map(|l| l.trim())
             .find(|l| !l.is_empty())
     }
+
+    /// The line that tells why a process hit a limit: Rust std's report of a failed allocation among
+    /// the last few lines (what follows it, such as a panic's `note: run with RUST_BACKTRACE=1`, does
+    /// not hide it), else the last line.
+    pub fn limit_line(&self) -> Option<&str> {
+        self.lines
+            .iter()
+            .rev()
+            .map(|l| l.trim())
+            .filter(|l| !l.is_empty())
+            .take(8)
+            .find(|l| super::outcome::is_rust_alloc_failure(l))
+            .or_else(|| self.last_line())
+    }
 }
 
 /// Reads stderr line by line (each line cut at 4 KiB, so a worker cannot make the host buffer an endless
@@ -217,6 +231,15 @@ mod tests {
         assert!(text.len() <= TAIL_BYTES);
         assert!(text.ends_with("line 9999"));
         assert_eq!(t.last_line(), Some("line 9999"));
+        assert_eq!(t.limit_line(), Some("line 9999"));
+        t.push("memory allocation of 3000000 bytes failed".into());
+        t.push(
+            "note: run with `RUST_BACKTRACE=1` environment variable to display a backtrace".into(),
+        );
+        assert_eq!(
+            t.limit_line(),
+            Some("memory allocation of 3000000 bytes failed")
+        );
     }
 
     #[test]

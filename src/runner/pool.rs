@@ -179,7 +179,12 @@ impl Pool {
             .lock()
             .ok()
             .and_then(|s| s.tail.last_line().map(str::to_string));
-        let outcome = outcome.under_limits(&cfg.limits, usage.as_ref(), why.as_deref());
+        let limit_line = p
+            .serving
+            .lock()
+            .ok()
+            .and_then(|s| s.tail.limit_line().map(str::to_string));
+        let outcome = outcome.under_limits(&cfg.limits, usage.as_ref(), limit_line.as_deref());
         let outcome = self.launch.import_failure(outcome, why);
         let tail = p
             .serving
@@ -239,7 +244,7 @@ impl Pool {
                 p.group.stop(&mut p.child, self.kill_grace).await;
                 // Whatever is left of the group goes too, and what left it.
                 p.group.kill();
-                p.group.sweep(p.token);
+                p.group.sweep_all(p.token).await;
                 (Outcome::host_timeout(cfg), Vec::new(), false)
             }
             Read::Killed => (Outcome::Interrupted, Vec::new(), false),

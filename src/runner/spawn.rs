@@ -107,7 +107,7 @@ impl SpawnRunner {
             // The leader is gone: whatever it left running goes too, in its group or not (a worker
             // must not leave orphans behind, and one holding stdout open would keep us waiting).
             group.kill();
-            group.sweep(token);
+            group.sweep_all(token).await;
             (ended, status, child.usage())
         };
         // Once the process is gone, an unfinished stdin write is dropped (it can only fail now).
@@ -118,7 +118,7 @@ impl SpawnRunner {
             Err(_) => {
                 // The leader is reaped, but something unseen still holds its output open.
                 group.kill();
-                group.sweep(token);
+                group.sweep_all(token).await;
                 (Ok(Vec::new()), Ended::TimedOut, None, None)
             }
         };
@@ -126,7 +126,11 @@ impl SpawnRunner {
         let (outcome, logs) = outcome_of(worker, doc, ended, out, status, &serving);
         let usage = usage.map(Usage::from);
         let last_line = || serving.lock().ok()?.tail.last_line().map(str::to_string);
-        let outcome = outcome.under_limits(&worker.limits, usage.as_ref(), last_line().as_deref());
+        let limit_line = serving
+            .lock()
+            .ok()
+            .and_then(|s| s.tail.limit_line().map(str::to_string));
+        let outcome = outcome.under_limits(&worker.limits, usage.as_ref(), limit_line.as_deref());
         let outcome = self.launch.import_failure(outcome, last_line());
         let mut a = attempt(outcome, started, &serving, status.and_then(|s| s.code()));
         a.logs = logs;

@@ -74,6 +74,53 @@ fn a_daemon_is_killed_when_its_task_ends() {
     );
 }
 
+/// A child that stays in the group (and so dies with it) whose own child left it: the escapee is found
+/// once its parent has died, which happens after the task's end is noticed (a dying process lets go of
+/// its memory, environment included, before its children are handed to the host).
+#[test]
+fn an_escapee_whose_parent_stayed_in_the_group_is_killed_when_its_task_ends() {
+    let body = [
+        "here = os.getcwd()\n",
+        "def quiet():\n",
+        "    fd = os.open(os.devnull, os.O_RDWR)\n",
+        "    for i in (0, 1, 2):\n",
+        "        os.dup2(fd, i)\n",
+        "if os.fork() == 0:\n",
+        "    quiet()\n",
+        "    if os.fork() == 0:\n",
+        "        os.setsid()\n",
+        "        signal.signal(signal.SIGTERM, signal.SIG_IGN)\n",
+        "        open(os.path.join(here, 'daemon.tmp'), 'w').write(str(os.getpid()))\n",
+        "        os.rename(os.path.join(here, 'daemon.tmp'), os.path.join(here, 'daemon.pid'))\n",
+        "        time.sleep(120)\n",
+        "        os._exit(0)\n",
+        "    bytearray(50 * 1024 * 1024)\n",
+        "    time.sleep(120)\n",
+        "    os._exit(0)\n",
+        "while not os.path.exists(os.path.join(here, 'daemon.pid')):\n",
+        "    time.sleep(0.01)\n",
+        "print(json.dumps({'success': True, 'result': {}}))",
+    ]
+    .concat();
+    // Before the fix the escapee survived 5 runs in 6: three runs make a pass by luck unlikely.
+    for round in 0..3 {
+        let p = Project::new();
+        python_worker(&p, "w", &body);
+        p.config("", &py_entry("w", "w", "T", ""));
+        let (code, doc, _) = exec(&p);
+        assert_eq!(code, 0, "{doc}");
+        let pid = daemon_pid(&p);
+        let gone = wait_until(Duration::from_secs(1), || !pid_alive(pid));
+        if !gone {
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
+        }
+        assert!(gone, "round {round}: the escapee {pid} outlived its task");
+    }
+}
+
 #[test]
 fn a_daemon_is_killed_at_the_timeout() {
     let p = Project::new();

@@ -242,6 +242,13 @@ fn a_rust_allocation_failure_under_memory_mb_is_a_resource_limit() {
             .is_some_and(|m| m.contains("memory_mb: 512")),
         "{doc}"
     );
+    // What a real Rust worker printed (rust-echo-worker, `memory_mb: 8`, 3 MB of params): std's line,
+    // then the panic machinery's note; the report is still found.
+    let doc = run(
+        "memory allocation of 3000000 bytes failed\nnote: run with `RUST_BACKTRACE=1` environment variable to display a backtrace",
+        "    limits: { memory_mb: 512 }\n",
+    );
+    assert_eq!(doc["error"]["outcome"], "resource_limit", "{doc}");
     let doc = run("memory allocation of 1073741824 bytes failed", "");
     assert_eq!(doc["error"]["outcome"], "crashed", "no memory_mb: {doc}");
     let doc = run(
