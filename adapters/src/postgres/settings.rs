@@ -53,6 +53,8 @@ impl Settings {
     /// Checks what the types alone do not; every problem, each naming its field.
     pub fn validate(&self) -> Vec<Problem> {
         let mut out = Vec::new();
+        // (A build without the postgres client cannot read a url; it refuses `type: postgres` anyway.)
+        #[cfg(feature = "postgres")]
         if let Some(url) = self.url.as_ref().filter(|u| !u.trim().is_empty())
             && let Some(problem) = super::conn::url_problem(url)
         {
