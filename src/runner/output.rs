@@ -56,22 +56,23 @@ impl Tail {
     }
 
     pub fn last_line(&self) -> Option<&str> {
+        self.recent().next()
+    }
+
+    /// The non-empty lines, trimmed, newest first.
+    fn recent(&self) -> impl Iterator<Item = &str> {
         self.lines
             .iter()
             .rev()
             .map(|l| l.trim())
-            .find(|l| !l.is_empty())
+            .filter(|l| !l.is_empty())
     }
 
     /// The line that tells why a process hit a limit: Rust std's report of a failed allocation among
     /// the last few lines (what follows it, such as a panic's `note: run with RUST_BACKTRACE=1`, does
     /// not hide it), else the last line.
     pub fn limit_line(&self) -> Option<&str> {
-        self.lines
-            .iter()
-            .rev()
-            .map(|l| l.trim())
-            .filter(|l| !l.is_empty())
+        self.recent()
             .take(8)
             .find(|l| super::outcome::is_rust_alloc_failure(l))
             .or_else(|| self.last_line())
